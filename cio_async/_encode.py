@@ -1,0 +1,98 @@
+"""JSON encoding, timestamps and event ids: the pure helpers on the hot path."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+import time
+from typing import Any, Final
+
+import orjson
+
+from ._errors import ValidationError
+
+__all__ = ["dumps", "loads", "new_ulid", "to_unix_seconds"]
+
+_UTC = _dt.timezone.utc
+# Unix seconds stay below 1e11 until the year 5138; millisecond values of any date
+# after 1973 are above it, so the boundary tells the two apart.
+_MAX_SECONDS: Final = 99_999_999_999
+_OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _default(obj: Any) -> Any:
+    # Customer.io wants Unix seconds everywhere, so datetimes inside attributes are
+    # converted rather than sent as ISO strings.
+    if isinstance(obj, _dt.datetime):
+        return to_unix_seconds(obj, "value")
+    if isinstance(obj, _dt.date):
+        return obj.isoformat()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode with orjson; datetimes become Unix seconds. Raises TypeError."""
+    return orjson.dumps(obj, default=_default, option=_OPTS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON (orjson)."""
+    return orjson.loads(data)
+
+
+def to_unix_seconds(value: object, field: str) -> int:
+    """Convert a timestamp to integer Unix seconds, or raise ``ValidationError``.
+
+    Accepts ``int``/``float`` seconds and ``datetime``. Aware datetimes are converted
+    through UTC; naive datetimes are taken to be UTC already. Millisecond values
+    (13 digits) and negative values are rejected rather than silently misread.
+    """
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        secs = int(value.timestamp())
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(
+            field, f"must be Unix seconds (int) or a datetime, got {type(value).__name__}"
+        )
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(field, "must be a finite number")
+        secs = int(value)
+    if secs < 0:
+        raise ValidationError(field, f"must not be negative, got {secs}")
+    if secs > _MAX_SECONDS:
+        raise ValidationError(
+            field, f"{secs} looks like milliseconds; Customer.io timestamps are Unix seconds"
+        )
+    return secs
+
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Two base32 digits per lookup: 13 lookups encode the 130-bit (128 + 2 pad) ULID.
+_PAIRS: Final = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
+_getrandbits = random.getrandbits  # reseeded in forked children by the random module
+_time_ns = time.time_ns
+
+
+def new_ulid() -> str:
+    """A new ULID string (48-bit millisecond time + 80 random bits), 26 characters."""
+    n = ((_time_ns() // 1_000_000) << 80) | _getrandbits(80)
+    p = _PAIRS
+    return (
+        p[(n >> 120) & 1023]
+        + p[(n >> 110) & 1023]
+        + p[(n >> 100) & 1023]
+        + p[(n >> 90) & 1023]
+        + p[(n >> 80) & 1023]
+        + p[(n >> 70) & 1023]
+        + p[(n >> 60) & 1023]
+        + p[(n >> 50) & 1023]
+        + p[(n >> 40) & 1023]
+        + p[(n >> 30) & 1023]
+        + p[(n >> 20) & 1023]
+        + p[(n >> 10) & 1023]
+        + p[n & 1023]
+    )

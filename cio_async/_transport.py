@@ -1,0 +1,311 @@
+"""The HTTP layer: one pooled aiohttp session, bounded concurrency, retries, redirects."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._config import ClientConfig, RetryPolicy
+from ._encode import loads
+from ._errors import (
+    ClientClosedError,
+    ConfigurationError,
+    CustomerIOError,
+    RedirectError,
+    error_for_status,
+    map_client_errors,
+)
+from ._retry import parse_retry_after, should_retry
+
+log = logging.getLogger("cio_async")
+
+Api = Literal["track", "app"]
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_ERROR_BODY = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A successful (2xx) response."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON (None when empty)."""
+        return loads(self.body) if self.body.strip() else None
+
+
+#: Called after every attempt: (operation, status or None, seconds, error or None, attempt).
+RequestHook = Callable[[str, "int | None", float, "CustomerIOError | None", int], None]
+#: Called before each retry sleep: (operation, attempt just failed, delay, error).
+RetryHook = Callable[[str, int, float, CustomerIOError], None]
+
+
+def _decode_body(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return loads(data)
+    except ValueError:
+        return data[:2000].decode("utf-8", "replace")
+
+
+class Transport:
+    """Owns (or borrows) the aiohttp session and sends requests with retries.
+
+    Construction does no I/O; the session, connector and semaphore are made on first
+    use inside the running loop.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        on_request: RequestHook | None = None,
+        on_retry: RetryHook | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._config = config
+        self._session = session
+        self._owns_session = session is None
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._on_request = on_request
+        self._on_retry = on_retry
+        self._sleep = sleep
+        self._rnd = random.Random()
+        self._track_auth: str | None = None
+        if config.site_id and config.track_api_key:
+            raw = f"{config.site_id}:{config.track_api_key}".encode()
+            self._track_auth = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._app_auth = f"Bearer {config.app_api_key}" if config.app_api_key else None
+        self._hosts = {
+            URL(config.region.track_url).host,
+            URL(config.region.app_url).host,
+        }
+        self.in_flight = 0
+        self.connections_opened = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def started(self) -> bool:
+        """True once a request has bound the transport to a loop."""
+        return self._loop is not None
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        return self._session
+
+    @property
+    def owns_session(self) -> bool:
+        return self._owns_session
+
+    def _ensure(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        if self._closed:
+            raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this AsyncCustomerIO is bound to another event loop; create one per loop"
+            )
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._config.pool.max_connections)
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session, self._slots
+
+    def _make_session(self) -> aiohttp.ClientSession:
+        pool = self._config.pool
+        ssl_opt: Any = pool.ssl_context if pool.ssl_context is not None else pool.verify_ssl
+        connector = aiohttp.TCPConnector(
+            limit=pool.max_connections,
+            limit_per_host=pool.max_connections_per_host,
+            ttl_dns_cache=int(pool.dns_cache_ttl) or None,
+            use_dns_cache=pool.dns_cache_ttl > 0,
+            keepalive_timeout=pool.keepalive_timeout,
+            ssl=ssl_opt,
+            socket_factory=self._socket_factory,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=pool.total_timeout,
+            sock_connect=pool.connect_timeout,
+            sock_read=pool.read_timeout,
+        )
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+
+    def _socket_factory(self, addr_info: Any) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        self.connections_opened += 1
+        pool = self._config.pool
+        if pool.tcp_keepalive:
+            # Idle pooled sockets get probed so half-dead connections (NAT timeouts) are
+            # noticed before a request is written into them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for opt, val in (
+                ("TCP_KEEPIDLE", pool.tcp_keepalive_idle),
+                ("TCP_KEEPINTVL", pool.tcp_keepalive_interval),
+                ("TCP_KEEPCNT", pool.tcp_keepalive_count),
+            ):
+                if hasattr(socket, opt):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+        return sock
+
+    async def aclose(self) -> None:
+        """Close the session if we created it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _auth(self, api: Api) -> str:
+        auth = self._track_auth if api == "track" else self._app_auth
+        if auth is None:
+            which = "site_id and track_api_key" if api == "track" else "app_api_key"
+            raise ConfigurationError(f"this call needs {which}; none were configured")
+        return auth
+
+    def base_url(self, api: Api) -> str:
+        region = self._config.region
+        return region.track_url if api == "track" else region.app_url
+
+    def _may_receive_credentials(self, url: URL) -> bool:
+        host = url.host or ""
+        return host in self._hosts or host == "customer.io" or host.endswith(".customer.io")
+
+    async def request(
+        self,
+        api: Api,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        op: str,
+        idempotent: bool = True,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one API request with retries; return the 2xx response or raise.
+
+        ``path`` must already be percent-encoded. Errors carry only the path, never
+        the URL's credentials.
+        """
+        auth = self._auth(api)
+        policy = self._config.retry if retry is None else retry
+        url = URL(self.base_url(api) + path, encoded=True)
+        if params:
+            url = url.with_query(params)
+        hdrs = {
+            "Authorization": auth,
+            "User-Agent": self._config.user_agent,
+            "Accept": "application/json",
+        }
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        if headers:
+            hdrs.update(headers)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            if attempt:
+                hdrs["X-Retry-Count"] = str(attempt)
+            t0 = time.monotonic()
+            try:
+                status, rheaders, data = await self._send(method, url, body, hdrs, path)
+            except CustomerIOError as exc:
+                error: CustomerIOError = exc
+                status = None
+            else:
+                if 200 <= status < 300:
+                    if self._on_request is not None:
+                        self._on_request(op, status, time.monotonic() - t0, None, attempt)
+                    return Response(status, rheaders, data)
+                error = error_for_status(
+                    status,
+                    _decode_body(data),
+                    retry_after=parse_retry_after(rheaders.get("Retry-After")),
+                    method=method,
+                    path=path,
+                )
+            if self._on_request is not None:
+                self._on_request(op, status, time.monotonic() - t0, error, attempt)
+            attempt += 1
+            if attempt >= policy.max_attempts or not should_retry(
+                error, policy, idempotent=idempotent
+            ):
+                raise error
+            delay = policy.delay(attempt - 1, getattr(error, "retry_after", None), self._rnd)
+            if delay is None or time.monotonic() - started + delay > policy.total_timeout:
+                raise error
+            if self._on_retry is not None:
+                self._on_retry(op, attempt, delay, error)
+            log.debug("retrying %s in %.2fs after %s", op, delay, error)
+            await self._sleep(delay)
+
+    async def _send(
+        self, method: str, url: URL, body: bytes | None, headers: dict[str, str], path: str
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        session, slots = self._ensure()
+        async with slots:
+            self.in_flight += 1
+            try:
+                hops = 0
+                while True:
+                    with map_client_errors(method, path):
+                        async with session.request(
+                            method, url, data=body, headers=headers, allow_redirects=False
+                        ) as resp:
+                            status = resp.status
+                            if status in _REDIRECTS and resp.headers.get("Location"):
+                                location = resp.headers["Location"]
+                                await resp.read()
+                            else:
+                                data = (
+                                    await resp.content.read(_MAX_ERROR_BODY)
+                                    if status >= 300
+                                    else await resp.read()
+                                )
+                                return status, resp.headers, data
+                    hops += 1
+                    if hops > self._config.max_redirects:
+                        raise RedirectError(f"too many redirects: {method} {path}")
+                    target = url.join(URL(location))
+                    if target.scheme not in ("http", "https"):
+                        raise RedirectError(f"refusing redirect to {target.scheme}: {path}")
+                    if not self._may_receive_credentials(target):
+                        # Never hand our keys to a host that is not Customer.io's.
+                        headers = {k: v for k, v in headers.items() if k != "Authorization"}
+                    log.info(
+                        "following %s redirect for %s %s to %s", status, method, path, target.host
+                    )
+                    url = target
+                    path = target.raw_path
+            finally:
+                self.in_flight -= 1
