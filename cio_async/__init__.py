@@ -61,6 +61,7 @@ __all__ = [
     "RateLimitError",
     "RedirectError",
     "Region",
+    "Relationship",
     "RequestTooLargeError",
     "RetryPolicy",
     "ServerError",

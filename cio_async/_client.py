@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import warnings
+from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
-from ._config import ClientConfig, PoolConfig, Region, RetryPolicy
+from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._dedup import DedupCache, MemoryDedupCache, fingerprint, person_digest
 from ._errors import ClientClosedError, ConfigurationError
+from ._model import Operation, Person, PersonRef, Relationship, as_person
+from ._pipeline import FlushResult, Pipeline
+from ._queue import QueueBackend
+from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
+from ._tasks import TaskSet
 from ._track import TrackV1, TrackV2
 from ._transport import Transport
 
 __all__ = ["AsyncCustomerIO"]
+
+log = logging.getLogger("cio_async")
+T = TypeVar("T")
+
+
+_PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
 
 
 class _State(enum.Enum):
@@ -27,22 +42,35 @@ class _State(enum.Enum):
 class AsyncCustomerIO:
     """The asyncio Customer.io client.
 
+    Person and object operations (``identify``, ``track``, ``page``, ``screen``,
+    ``delete``, devices, relationships, ``send(op)``) go through a batching
+    pipeline to Track v2 ``/api/v2/batch``: the call validates, encodes and queues
+    the operation and returns at once. Pass ``wait=True`` to wait until Customer.io
+    accepted it (or get the error that stopped it). ``client.v1`` and ``client.v2``
+    make one direct request per call.
+
     Args:
         site_id: Track API site id (HTTP Basic user).
         track_api_key: Track API key.
         app_api_key: App API key (Bearer), for transactional messages and lookups.
-        region: ``Region.US`` (default), ``Region.EU`` or ``Region.custom(...)``.
-        config: a full ``ClientConfig``; exclusive with the keyword arguments above.
+        region: ``Region.US`` (default), ``Region.EU``, ``"us"``/``"eu"`` or
+            ``Region.custom(...)``.
+        config: a full ``ClientConfig``; exclusive with credentials and region.
+        pool, retry, batch: override those parts of the configuration.
         session: an ``aiohttp.ClientSession`` to borrow. It is never closed by this
-            client, and its connector's limits apply instead of ``config.pool``.
+            client, and its connector's limits apply instead of ``pool``.
+        on_error: ``on_error(exc, operation)`` for every operation that failed and
+            every background task that raised (``operation`` None then).
+        on_drop: ``on_drop(operation, reason)`` for every operation dropped
+            undelivered (``queue_full``, ``shutdown``); persist them if they matter.
+        hooks: ``Hooks`` instances fed with request, retry, drop and batch events.
+        queue: a ``QueueBackend`` for the pipeline (default: in memory).
+        dedup_cache: a ``DedupCache`` for identify deduplication (default: an
+            in-memory LRU sized by ``config.dedup_*``).
 
-    Construction does no I/O and needs no running loop: the session and its
-    connection pool are created on first use, inside the loop. Use the client as
-    ``async with AsyncCustomerIO(...) as cio:`` or call ``await cio.aclose()``.
-
-    Attributes:
-        v1: Track API v1, one request per call (``await cio.v1.identify(...)``).
-        v2: Track API v2, ``entity(op)`` and raw ``batch(ops)``.
+    Construction does no I/O and needs no running loop: the session, its connection
+    pool and the sender task start on first use, inside the loop. Use
+    ``async with AsyncCustomerIO(...) as cio:`` or ``await cio.aclose()``.
     """
 
     _state: _State = _State.CLOSED  # keeps __del__ quiet if __init__ raised
@@ -57,16 +85,20 @@ class AsyncCustomerIO:
         config: ClientConfig | None = None,
         pool: PoolConfig | None = None,
         retry: RetryPolicy | None = None,
+        batch: BatchPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        on_error: OnError | None = None,
+        on_drop: OnDrop | None = None,
+        hooks: Iterable[Hooks] = (),
+        queue: QueueBackend | None = None,
+        dedup_cache: DedupCache | None = None,
     ) -> None:
+        changes: dict[str, Any] = {
+            k: v for k, v in (("pool", pool), ("retry", retry), ("batch", batch)) if v is not None
+        }
         if config is not None:
             if site_id or track_api_key or app_api_key or region:
                 raise ConfigurationError("pass either config= or credentials/region, not both")
-            changes: dict[str, Any] = {}
-            if pool is not None:
-                changes["pool"] = pool
-            if retry is not None:
-                changes["retry"] = retry
             if changes:
                 config = config.replace(**changes)
         else:
@@ -77,23 +109,50 @@ class AsyncCustomerIO:
                 track_api_key=track_api_key,
                 app_api_key=app_api_key,
                 region=region or Region.US,
-                pool=pool or PoolConfig(),
-                retry=retry or RetryPolicy(),
+                **changes,
             )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         self._config = config
-        self._transport = Transport(config, session)
-        self.v1 = TrackV1(self._transport)
-        self.v2 = TrackV2(self._transport)
+        self._user_on_error = on_error
+        self._user_on_drop = on_drop
+        self._rec = Recorder(hooks, config.slow_call_threshold)
+        self._transport = Transport(
+            config,
+            session,
+            on_request=self._rec.request_end,
+            on_retry=self._rec.retry,
+            on_start=self._rec.request_start if self._rec.hooks else None,
+        )
+        if dedup_cache is not None:
+            self._dedup: DedupCache | None = dedup_cache
+        elif config.dedup_ttl > 0 and config.dedup_max_entries > 0:
+            self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
+        else:
+            self._dedup = None
+        self._pipeline = Pipeline(
+            self._transport,
+            config.batch,
+            self._rec,
+            on_failure=self._operation_failed,
+            on_drop=self._operation_dropped,
+            queue=queue,
+        )
+        self._tasks = TaskSet(self._task_failed)
+        self.v1 = TrackV1(self._transport, on_person_change=self._forget)
+        self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
+        self._closing: asyncio.Future[FlushResult] | None = None
         self._state = _State.NEW
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> AsyncCustomerIO:
-        """Build a client from ``CUSTOMERIO_*`` environment variables (see
-        ``ClientConfig.from_env``). Keyword ``overrides`` go to ``ClientConfig``."""
-        session = overrides.pop("session", None)
-        return cls(config=ClientConfig.from_env(**overrides), session=session)
+    def from_env(cls, **kwargs: Any) -> AsyncCustomerIO:
+        """A client configured from ``CUSTOMERIO_*`` environment variables (see
+        ``ClientConfig.from_env``); other keyword arguments go to the constructor."""
+        config_keys = set(ClientConfig.__dataclass_fields__)
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_keys}
+        return cls(config=ClientConfig.from_env(**overrides), **kwargs)
+
+    # -- properties --------------------------------------------------------------------
 
     @property
     def config(self) -> ClientConfig:
@@ -111,13 +170,81 @@ class AsyncCustomerIO:
             f"track_url={self._config.region.track_url!r} state={self._state.value}>"
         )
 
+    def stats(self) -> Stats:
+        """A typed snapshot of counters, queue depth and per-operation latency."""
+        return self._rec.snapshot(
+            queue_depth=self._pipeline.queue_depth,
+            queue_bytes=self._pipeline.queue_bytes,
+            in_flight_batches=self._pipeline.in_flight,
+            in_flight_requests=self._transport.in_flight,
+            connections_opened=self._transport.connections_opened,
+            dedup_entries=len(self._dedup) if self._dedup is not None else 0,
+            background_errors=self._rec.background_errors,
+        )
+
+    # -- callbacks ---------------------------------------------------------------------
+
+    def _forget(self, *people: Person) -> None:
+        if self._dedup is not None:
+            for p in people:
+                self._dedup.evict(person_digest(p.key))
+
+    def _bypassed_dedup(self, op: Operation) -> None:
+        # A person-changing operation that did not go through identify()'s cache makes
+        # the cached "last identify" stale for that person.
+        if self._dedup is None or op.type != "person" or op.action not in _PERSON_CHANGES:
+            return
+        self._dedup.evict(person_digest(op.key))
+        if op.action == "merge":
+            secondary = op.to_dict().get("secondary") or {}
+            for kind, value in secondary.items():
+                self._dedup.evict(person_digest(f"{kind}:{value}"))
+
+    def _call_user(self, fn: Any, *args: Any) -> None:
+        try:
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                _task = self._tasks.spawn(result, "cio_async-callback")
+        except Exception:
+            log.exception("cio_async callback %r raised; ignored", fn)
+
+    def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
+        # A failed identify must not suppress its own retry.
+        if op is not None and op.type == "person" and op.action == "identify" and self._dedup:
+            self._dedup.evict(person_digest(op.key))
+        if self._user_on_error is not None:
+            self._call_user(self._user_on_error, exc, op)
+
+    def _operation_dropped(self, op: Operation, reason: str) -> None:
+        if op.type == "person" and op.action == "identify" and self._dedup:
+            self._dedup.evict(person_digest(op.key))
+        if self._user_on_drop is not None:
+            self._call_user(self._user_on_drop, op, reason)
+
+    def _task_failed(self, exc: BaseException, name: str) -> None:
+        self._rec.background_errors += 1
+        log.error("cio_async background task %s failed: %r", name, exc, exc_info=exc)
+        if self._user_on_error is not None:
+            self._call_user(self._user_on_error, exc, None)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
     def _check_open(self) -> None:
-        if self._state in (_State.CLOSING, _State.CLOSED):
-            raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
-        self._state = _State.RUNNING
+        state = self._state
+        if state is _State.RUNNING:
+            return
+        if state is _State.NEW:
+            self._state = _State.RUNNING
+            return
+        raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
+
+    async def start(self) -> None:
+        """Bind to the running loop and start the sender (done lazily otherwise)."""
+        self._check_open()
+        self._pipeline._start()
 
     async def __aenter__(self) -> AsyncCustomerIO:
-        self._check_open()
+        await self.start()
         return self
 
     async def __aexit__(
@@ -128,28 +255,379 @@ class AsyncCustomerIO:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the client: release the connection pool (if we created it).
+    async def flush(self, timeout: float | None = None) -> FlushResult:
+        """Send everything admitted so far and wait until each operation was delivered
+        or failed, or ``timeout`` seconds passed. Returns what happened."""
+        return await self._pipeline.flush(timeout)
 
-        Idempotent; later calls on the client raise ``ClientClosedError``.
+    async def aclose(self, timeout: float | None = None) -> FlushResult:
+        """Stop accepting operations, flush with a deadline (default
+        ``config.batch.shutdown_timeout``), hand everything still undelivered to
+        ``on_drop`` with reason ``shutdown``, cancel and await every task the client
+        owns, and close the session if the client created it.
+
+        Idempotent: later calls return the first call's result. Cancelling the caller
+        does not abort the cleanup halfway.
         """
-        if self._state in (_State.CLOSING, _State.CLOSED):
-            return
-        self._state = _State.CLOSING
+        if self._closing is None:
+            self._state = _State.CLOSING
+            deadline = self._config.batch.shutdown_timeout if timeout is None else timeout
+            self._closing = asyncio.ensure_future(self._shutdown(deadline))
+        return await asyncio.shield(self._closing)
+
+    async def _shutdown(self, timeout: float) -> FlushResult:
         try:
-            await self._transport.aclose()
+            result = await self._pipeline.close(timeout)
+            await self._tasks.cancel_all()
         finally:
-            self._state = _State.CLOSED
+            try:
+                await self._transport.aclose()
+            finally:
+                self._state = _State.CLOSED
+        if result.dropped:
+            log.warning("cio_async closed with %d operation(s) undelivered", result.dropped)
+        return result
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, T], *, name: str = "cio_async-task"
+    ) -> asyncio.Task[T]:
+        """Run ``coro`` in the background, owned by the client.
+
+        The client keeps a strong reference, reports a failure to ``on_error``, the
+        log and ``stats().background_errors``, and cancels it on ``aclose()``. Use it
+        for calls that cannot be batched, e.g.
+        ``cio.spawn(cio.v1.submit_form("signup", data))``.
+        """
+        try:
+            self._check_open()
+        except ClientClosedError:
+            coro.close()
+            raise
+        return self._tasks.spawn(coro, name)
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if self._state is _State.CLOSED:
             return
         transport = getattr(self, "_transport", None)
-        # Warn only when the client acquired something (a loop, a session).
-        if transport is not None and transport.started and not transport.closed:
+        pipeline = getattr(self, "_pipeline", None)
+        started = (transport is not None and transport.started and not transport.closed) or (
+            pipeline is not None and pipeline.started
+        )
+        if started:
             _warn(
                 f"unclosed {self!r}: call 'await client.aclose()' or use 'async with'",
                 ResourceWarning,
                 source=self,
                 stacklevel=2,
             )
+
+    # -- pipeline operations -----------------------------------------------------------
+
+    async def _enqueue(self, op: Operation, wait: bool) -> None:
+        if self._state is not _State.RUNNING:
+            self._check_open()
+        fut = await self._pipeline.admit(op, wait)
+        if fut is not None:
+            # Shielded: cancelling this caller does not cancel the delivery.
+            await asyncio.shield(fut)
+
+    def _enqueue_nowait(self, op: Operation) -> None:
+        if self._state is not _State.RUNNING:
+            self._check_open()
+        self._pipeline.admit_nowait(op)
+
+    def _check_track(self) -> None:
+        if self._transport._track_auth is None:
+            raise ConfigurationError("this call needs site_id and track_api_key")
+
+    def _identify_op(
+        self,
+        person: PersonRef,
+        attributes: Mapping[str, Any] | None,
+        update_only: bool,
+        timestamp: object,
+        subscription_preferences: Mapping[str, Any] | None,
+        relationships: Iterable[Relationship] | None,
+        dedup: bool,
+    ) -> Operation | None:
+        p = as_person(person)
+        if relationships is not None:
+            relationships = list(relationships)
+        op = p.identify(
+            attributes,
+            timestamp=timestamp,
+            update_only=update_only,
+            subscription_preferences=subscription_preferences,
+            relationships=relationships,
+        )
+        cache = self._dedup
+        if dedup and cache is not None:
+            extra = None
+            if update_only or subscription_preferences is not None or relationships:
+                extra = (
+                    update_only,
+                    subscription_preferences,
+                    [r.to_dict() for r in relationships or ()],
+                )
+            if cache.seen(person_digest(p.key), fingerprint(attributes, extra)):
+                self._rec.deduplicated += 1
+                return None
+        return op
+
+    async def identify(
+        self,
+        person: PersonRef,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        update_only: bool = False,
+        timestamp: object = None,
+        subscription_preferences: Mapping[str, Any] | None = None,
+        relationships: Iterable[Relationship] | None = None,
+        dedup: bool = True,
+        wait: bool = False,
+    ) -> bool:
+        """Create or update a person.
+
+        An identify identical to the last one queued for this person within
+        ``config.dedup_ttl`` costs nothing (``dedup=False`` sends it anyway).
+        Returns False when it was deduplicated, True when it was queued (and, with
+        ``wait=True``, delivered). ``timestamp`` (default: now) orders updates.
+        """
+        self._check_track()
+        op = self._identify_op(
+            person,
+            attributes,
+            update_only,
+            timestamp,
+            subscription_preferences,
+            relationships,
+            dedup,
+        )
+        if op is None:
+            return False
+        await self._enqueue(op, wait)
+        return True
+
+    def identify_nowait(
+        self,
+        person: PersonRef,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        update_only: bool = False,
+        timestamp: object = None,
+        subscription_preferences: Mapping[str, Any] | None = None,
+        relationships: Iterable[Relationship] | None = None,
+        dedup: bool = True,
+    ) -> bool:
+        """``identify`` without awaiting; safe from any thread (dedup applies on the
+        loop thread only, where the cache lives)."""
+        self._check_track()
+        use_dedup = dedup and self._pipeline.on_loop_thread()
+        op = self._identify_op(
+            person,
+            attributes,
+            update_only,
+            timestamp,
+            subscription_preferences,
+            relationships,
+            use_dedup,
+        )
+        if op is None:
+            return False
+        self._enqueue_nowait(op)
+        return True
+
+    async def track(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+        wait: bool = False,
+    ) -> str:
+        """Record an event for a person. Returns its id (a ULID unless given), which
+        makes retries harmless: Customer.io ignores repeats of an id."""
+        self._check_track()
+        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
+        await self._enqueue(op, wait)
+        return op.event_id  # type: ignore[return-value]
+
+    def track_nowait(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+    ) -> str:
+        """``track`` without awaiting: validates and queues, never blocks. Safe to call
+        from any thread once the client has started in its loop. Under the ``block``
+        policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
+        event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
+        self._check_track()
+        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
+        self._enqueue_nowait(op)
+        return op.event_id  # type: ignore[return-value]
+
+    async def page(
+        self,
+        person: PersonRef,
+        url: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+        wait: bool = False,
+    ) -> str:
+        """Record a page view. Returns the event id."""
+        self._check_track()
+        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
+        await self._enqueue(op, wait)
+        return op.event_id  # type: ignore[return-value]
+
+    def page_nowait(
+        self,
+        person: PersonRef,
+        url: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+    ) -> str:
+        """``page`` without awaiting (see ``track_nowait``)."""
+        self._check_track()
+        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
+        self._enqueue_nowait(op)
+        return op.event_id  # type: ignore[return-value]
+
+    async def screen(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+        wait: bool = False,
+    ) -> str:
+        """Record a mobile screen view. Returns the event id."""
+        self._check_track()
+        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
+        await self._enqueue(op, wait)
+        return op.event_id  # type: ignore[return-value]
+
+    def screen_nowait(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        timestamp: object = None,
+    ) -> str:
+        """``screen`` without awaiting (see ``track_nowait``)."""
+        self._check_track()
+        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
+        self._enqueue_nowait(op)
+        return op.event_id  # type: ignore[return-value]
+
+    async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
+        """Delete a person."""
+        self._check_track()
+        p = as_person(person)
+        self._forget(p)
+        await self._enqueue(p.delete(), wait)
+
+    async def suppress(self, person: PersonRef, *, wait: bool = False) -> None:
+        """Delete a person and block their identifiers from coming back."""
+        self._check_track()
+        p = as_person(person)
+        self._forget(p)
+        await self._enqueue(p.suppress(), wait)
+
+    async def unsuppress(self, person: PersonRef, *, wait: bool = False) -> None:
+        """Let a suppressed person's identifiers be used again."""
+        self._check_track()
+        p = as_person(person)
+        self._forget(p)
+        await self._enqueue(p.unsuppress(), wait)
+
+    async def merge(self, primary: PersonRef, secondary: PersonRef, *, wait: bool = False) -> None:
+        """Merge ``secondary`` into ``primary`` (irreversible)."""
+        self._check_track()
+        a, b = as_person(primary, "primary"), as_person(secondary, "secondary")
+        self._forget(a, b)
+        await self._enqueue(a.merge(b), wait)
+
+    async def add_device(
+        self,
+        person: PersonRef,
+        token: str,
+        platform: str,
+        *,
+        last_used: object = None,
+        attributes: Mapping[str, Any] | None = None,
+        wait: bool = False,
+    ) -> None:
+        """Add or update a push device (``ios`` or ``android``)."""
+        self._check_track()
+        op = as_person(person).add_device(
+            token, platform, last_used=last_used, attributes=attributes
+        )
+        await self._enqueue(op, wait)
+
+    async def delete_device(self, person: PersonRef, token: str, *, wait: bool = False) -> None:
+        """Remove a push device."""
+        self._check_track()
+        await self._enqueue(as_person(person).delete_device(token), wait)
+
+    async def add_relationships(
+        self, person: PersonRef, relationships: Iterable[Relationship], *, wait: bool = False
+    ) -> None:
+        """Relate a person to objects."""
+        self._check_track()
+        await self._enqueue(as_person(person).add_relationships(relationships), wait)
+
+    async def delete_relationships(
+        self, person: PersonRef, relationships: Iterable[Relationship], *, wait: bool = False
+    ) -> None:
+        """Remove relationships between a person and objects."""
+        self._check_track()
+        await self._enqueue(as_person(person).delete_relationships(relationships), wait)
+
+    async def send(self, operation: Operation, *, wait: bool = False) -> None:
+        """Queue any Track v2 operation (``Object(...).identify()``,
+        ``Delivery(...).event(...)``, ...)."""
+        self._check_track()
+        if not isinstance(operation, Operation):
+            raise ConfigurationError(
+                "send() takes an Operation; build one with Person(...),"
+                " Object(...) or Delivery(...)"
+            )
+        self._bypassed_dedup(operation)
+        await self._enqueue(operation, wait)
+
+    def send_nowait(self, operation: Operation) -> None:
+        """``send`` without awaiting (see ``track_nowait``)."""
+        self._check_track()
+        if self._pipeline.on_loop_thread():
+            self._bypassed_dedup(operation)
+        self._enqueue_nowait(operation)
+
+    async def track_anonymous(
+        self,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        anonymous_id: str | None = None,
+        id: str | None = None,
+        timestamp: object = None,
+    ) -> str:
+        """An anonymous (or invite) event: Track v2 has no such operation, so this is
+        a direct v1 request (``client.v1.track_anonymous``). Returns the event id."""
+        return await self.v1.track_anonymous(
+            name, data, anonymous_id=anonymous_id, id=id, timestamp=timestamp
+        )

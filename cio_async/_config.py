@@ -8,11 +8,11 @@ import random
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 from ._errors import RETRYABLE_STATUSES, ConfigurationError
 
-__all__ = ["ClientConfig", "PoolConfig", "Region", "RetryPolicy"]
+__all__ = ["BatchPolicy", "ClientConfig", "PoolConfig", "Region", "RetryPolicy"]
 
 DEFAULT_USER_AGENT: Final = "cio_async"
 
@@ -168,6 +168,62 @@ class PoolConfig:
             raise ConfigurationError("PoolConfig TTLs must not be negative")
 
 
+WhenFull = Literal["block", "drop_newest", "drop_oldest"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchPolicy:
+    """How the delivery pipeline batches, queues and retries Track v2 operations.
+
+    A batch closes at ``max_batch_events`` operations or ``max_batch_bytes`` bytes
+    (kept under Customer.io's 500 KB request limit), or when its oldest operation
+    has waited ``linger`` seconds. Up to ``max_in_flight`` batches are sent at once.
+    The queue holds at most ``max_queue_events`` operations and ``max_queue_bytes``
+    payload bytes; past that ``when_full`` decides: ``block`` (wait up to
+    ``block_timeout`` seconds, then raise ``QueueFullError``), ``drop_newest`` or
+    ``drop_oldest`` (counted and reported to ``on_drop``). ``retry`` governs resending
+    a batch; ``shutdown_timeout`` is the default flush deadline of ``aclose()``.
+    """
+
+    max_batch_events: int = 1000
+    max_batch_bytes: int = 475_000
+    linger: float = 0.2
+    max_in_flight: int = 8
+    max_queue_events: int = 200_000
+    max_queue_bytes: int = 64_000_000
+    when_full: WhenFull = "block"
+    block_timeout: float = 5.0
+    retry: RetryPolicy = RetryPolicy(
+        max_attempts=10,
+        initial_delay=0.5,
+        max_delay=30.0,
+        max_retry_after=300.0,
+        total_timeout=900.0,
+    )
+    shutdown_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.max_batch_events >= 1:
+            raise ConfigurationError("BatchPolicy.max_batch_events must be at least 1")
+        if not 32_100 <= self.max_batch_bytes <= 500_000:
+            raise ConfigurationError(
+                "BatchPolicy.max_batch_bytes must be between 32,100 (one full operation) "
+                "and 500,000 (Customer.io's request limit)"
+            )
+        if self.linger < 0 or self.block_timeout < 0 or self.shutdown_timeout < 0:
+            raise ConfigurationError("BatchPolicy durations must not be negative")
+        if self.max_in_flight < 1:
+            raise ConfigurationError("BatchPolicy.max_in_flight must be at least 1")
+        if self.max_queue_events < 1 or self.max_queue_bytes < 32_000:
+            raise ConfigurationError(
+                "BatchPolicy.max_queue_events must be >= 1 and max_queue_bytes >= 32,000"
+            )
+        if self.when_full not in ("block", "drop_newest", "drop_oldest"):
+            raise ConfigurationError(
+                "BatchPolicy.when_full must be 'block', 'drop_newest' or 'drop_oldest'"
+            )
+
+
 def _clean_secret(name: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -189,6 +245,9 @@ class ClientConfig:
     ``site_id`` + ``track_api_key`` authorise Track API calls (HTTP Basic);
     ``app_api_key`` authorises App API calls (Bearer). Either pair may be omitted
     when that API is not used; calling it then raises ``ConfigurationError``.
+
+    ``dedup_ttl``/``dedup_max_entries`` size the identify dedup cache (0 disables
+    it); calls slower than ``slow_call_threshold`` seconds are logged at WARNING.
     """
 
     site_id: str | None = None
@@ -197,6 +256,10 @@ class ClientConfig:
     region: Region = Region.US
     pool: PoolConfig = PoolConfig()
     retry: RetryPolicy = RetryPolicy()
+    batch: BatchPolicy = BatchPolicy()
+    dedup_ttl: float = 300.0
+    dedup_max_entries: int = 10_000
+    slow_call_threshold: float | None = 2.0
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = 5
 
@@ -212,6 +275,10 @@ class ClientConfig:
             raise ConfigurationError("region must be a Region (Region.US, Region.EU, ...)")
         if self.max_redirects < 0:
             raise ConfigurationError("max_redirects must not be negative")
+        if self.dedup_ttl < 0 or self.dedup_max_entries < 0:
+            raise ConfigurationError("dedup_ttl and dedup_max_entries must not be negative")
+        if self.slow_call_threshold is not None and self.slow_call_threshold <= 0:
+            raise ConfigurationError("slow_call_threshold must be positive or None")
 
     def __repr__(self) -> str:
         def mask(v: str | None) -> str:

@@ -11,7 +11,7 @@ import orjson
 
 from ._errors import ValidationError
 
-__all__ = ["dumps", "loads", "new_ulid", "to_unix_seconds"]
+__all__ = ["dumps", "json_default", "loads", "new_ulid", "to_unix_seconds"]
 
 _UTC = _dt.timezone.utc
 # Unix seconds stay below 1e11 until the year 5138; millisecond values of any date
@@ -20,7 +20,8 @@ _MAX_SECONDS: Final = 99_999_999_999
 _OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """orjson ``default``: datetimes to Unix seconds, dates to ISO, sets to lists."""
     # Customer.io wants Unix seconds everywhere, so datetimes inside attributes are
     # converted rather than sent as ISO strings.
     if isinstance(obj, _dt.datetime):
@@ -34,7 +35,7 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Encode with orjson; datetimes become Unix seconds. Raises TypeError."""
-    return orjson.dumps(obj, default=_default, option=_OPTS)
+    return orjson.dumps(obj, default=json_default, option=_OPTS)
 
 
 def loads(data: bytes | str) -> Any:

@@ -8,6 +8,7 @@
     ├── ClientClosedError         (also RuntimeError)  used after aclose()
     ├── QueueFullError                                  admission refused: the queue is full
     ├── DeliveryAbandonedError                          dropped undelivered (shutdown, policy)
+    ├── OperationRejectedError                          one batch item refused (207 / 400)
     ├── APIConnectionError        retryable            DNS, refused, reset, TLS
     │   └── APITimeoutError       (also TimeoutError)  connect/read/total timeout
     └── APIStatusError            status, body, retry_after
@@ -46,6 +47,7 @@ __all__ = [
     "CustomerIOError",
     "DeliveryAbandonedError",
     "NotFoundError",
+    "OperationRejectedError",
     "PermissionDeniedError",
     "QueueFullError",
     "RateLimitError",
@@ -102,6 +104,19 @@ class DeliveryAbandonedError(CustomerIOError):
     def __init__(self, reason: str, message: str | None = None) -> None:
         self.reason = reason
         super().__init__(message or f"operation dropped undelivered: {reason}")
+
+
+class OperationRejectedError(CustomerIOError):
+    """Customer.io refused one operation of a batch (a 207 entry, or a 400 isolated to
+    it by splitting). Retrying it unchanged cannot succeed."""
+
+    def __init__(self, reason: str, field: str, message: str, status: int = 207) -> None:
+        self.reason = reason
+        self.field = field
+        self.message = message
+        self.status = status
+        where = f" {field}:" if field else ""
+        super().__init__(f"operation rejected ({reason}):{where} {message}")
 
 
 class RedirectError(CustomerIOError):

@@ -577,7 +577,7 @@ def _identify_attributes(
 
 
 def _relationships(
-    rels: Iterable[Relationship], target: type, required: bool = False
+    rels: Iterable[Relationship | Object | Person], target: type, required: bool = False
 ) -> list[dict[str, Any]]:
     if isinstance(rels, (str, bytes, Mapping)):
         raise ValidationError("relationships", "must be a list of Relationship")

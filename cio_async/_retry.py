@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 
@@ -25,12 +26,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
-        if when is None:
-            return None
         if when.tzinfo is None:
-            import datetime as _dt
-
-            when = when.replace(tzinfo=_dt.timezone.utc)
+            when = when.replace(tzinfo=datetime.timezone.utc)
         secs = when.timestamp() - (time.time() if now is None else now)
     if secs != secs:  # NaN
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,8 +78,11 @@ class TrackV1:
     so a retry can never record an event twice.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self, transport: Transport, on_person_change: Callable[..., None] | None = None
+    ) -> None:
         self._t = transport
+        self._changed = on_person_change or (lambda *people: None)
 
     async def _call(
         self,
@@ -111,6 +114,7 @@ class TrackV1:
         ``_timestamp`` (defaults to now, so updates apply in order).
         """
         p = as_person(person)
+        self._changed(p)
         attrs = _identify_attributes(attributes, update_only, subscription_preferences) or {}
         attrs["_timestamp"] = _ts(timestamp, "timestamp")
         if relationships is not None:
@@ -125,6 +129,7 @@ class TrackV1:
     async def delete(self, person: PersonRef) -> None:
         """Delete a person."""
         p = as_person(person)
+        self._changed(p)
         await self._call("DELETE", f"/api/v1/customers/{p.v1_path}", "delete")
 
     def _event_body(
@@ -249,11 +254,13 @@ class TrackV1:
     async def suppress(self, person: PersonRef) -> None:
         """Delete a person and block their identifiers from being re-added."""
         p = as_person(person)
+        self._changed(p)
         await self._call("POST", f"/api/v1/customers/{p.v1_path}/suppress", "suppress")
 
     async def unsuppress(self, person: PersonRef) -> None:
         """Allow a suppressed person's identifiers to be used again."""
         p = as_person(person)
+        self._changed(p)
         await self._call("POST", f"/api/v1/customers/{p.v1_path}/unsuppress", "unsuppress")
 
     async def merge(self, primary: PersonRef, secondary: PersonRef) -> None:
@@ -264,6 +271,7 @@ class TrackV1:
                 raise ValidationError(field, "merge takes id, email or cio_id")
         if a == b:
             raise ValidationError("secondary", "cannot merge a person into themselves")
+        self._changed(a, b)
         body = dumps({"primary": a.identifiers, "secondary": b.identifiers})
         await self._call("POST", "/api/v1/merge_customers", "merge", body)
 
@@ -364,12 +372,16 @@ class TrackV1:
 class TrackV2:
     """Track API v2: single operations (``entity``) and raw batches (``batch``)."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self, transport: Transport, on_operation: Callable[[Operation], None] | None = None
+    ) -> None:
         self._t = transport
+        self._seen = on_operation or (lambda op: None)
 
     async def entity(self, operation: Operation | Mapping[str, Any]) -> None:
         """Send one operation to ``POST /api/v2/entity``."""
         op = operation if isinstance(operation, Operation) else Operation.from_dict(operation)
+        self._seen(op)
         await self._t.request(
             "track", "POST", "/api/v2/entity", body=op.payload, op=f"entity.{op.action}"
         )
@@ -384,6 +396,8 @@ class TrackV2:
         ops = [o if isinstance(o, Operation) else Operation.from_dict(o) for o in operations]
         if not ops:
             raise ValidationError("operations", "must not be empty")
+        for op in ops:
+            self._seen(op)
         body = b'{"batch":[' + b",".join(o.payload for o in ops) + b"]}"
         if len(body) > MAX_BATCH_BYTES:
             raise ValidationError(

@@ -77,6 +77,7 @@ class Transport:
         *,
         on_request: RequestHook | None = None,
         on_retry: RetryHook | None = None,
+        on_start: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._config = config
@@ -87,6 +88,7 @@ class Transport:
         self._closed = False
         self._on_request = on_request
         self._on_retry = on_retry
+        self._on_start = on_start
         self._sleep = sleep
         self._rnd = random.Random()
         self._track_auth: str | None = None
@@ -236,19 +238,22 @@ class Transport:
         while True:
             if attempt:
                 hdrs["X-Retry-Count"] = str(attempt)
+            if self._on_start is not None:
+                self._on_start(op)
             t0 = time.monotonic()
+            status: int | None = None
             try:
-                status, rheaders, data = await self._send(method, url, body, hdrs, path)
+                code, rheaders, data = await self._send(method, url, body, hdrs, path)
             except CustomerIOError as exc:
                 error: CustomerIOError = exc
-                status = None
             else:
-                if 200 <= status < 300:
+                status = code
+                if 200 <= code < 300:
                     if self._on_request is not None:
-                        self._on_request(op, status, time.monotonic() - t0, None, attempt)
-                    return Response(status, rheaders, data)
+                        self._on_request(op, code, time.monotonic() - t0, None, attempt)
+                    return Response(code, rheaders, data)
                 error = error_for_status(
-                    status,
+                    code,
                     _decode_body(data),
                     retry_after=parse_retry_after(rheaders.get("Retry-After")),
                     method=method,

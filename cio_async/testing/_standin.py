@@ -400,7 +400,13 @@ class StandIn:
         path = request.path
         api = "track" if path.startswith("/api/") else "app"
         rec = RecordedRequest(
-            request.method, path, dict(request.query), dict(request.headers), body, api
+            request.method,
+            path,
+            request.raw_path,
+            dict(request.query),
+            dict(request.headers),
+            body,
+            api,
         )
         if self.record:
             self.requests.append(rec)
