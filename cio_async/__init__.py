@@ -1,15 +1,17 @@
 """cio_async: the asyncio-native Customer.io SDK.
 
-Pooled connections, bounded concurrency, safe retries (every event carries a ULID so
-a retry never double-counts) and clear errors for bad input, for the Track API v1/v2.
+Pooled connections, bounded concurrency, a batching pipeline to Track v2 with nothing
+lost silently, safe retries (every event carries a ULID, so a retry never
+double-counts), identify deduplication and clear errors for bad input::
 
-    async with AsyncCustomerIO(site_id, api_key) as cio:
-        await cio.v1.identify("42", {"email": "ada@example.com"})
-        await cio.v1.track("42", "purchase", {"amount": 30})
+    async with AsyncCustomerIO(site_id, track_api_key) as cio:
+        await cio.identify("42", {"email": "ada@example.com"})
+        cio.track_nowait("42", "purchase", {"amount": 30})
 """
 
 from ._client import AsyncCustomerIO
-from ._config import ClientConfig, PoolConfig, Region, RetryPolicy
+from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._dedup import DedupCache, MemoryDedupCache
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -21,6 +23,7 @@ from ._errors import (
     CustomerIOError,
     DeliveryAbandonedError,
     NotFoundError,
+    OperationRejectedError,
     PermissionDeniedError,
     QueueFullError,
     RateLimitError,
@@ -31,6 +34,9 @@ from ._errors import (
     ValidationError,
 )
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
+from ._pipeline import FlushResult
+from ._queue import MemoryQueue, QueueBackend
+from ._stats import Hooks, LatencyStats, Stats
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
 
@@ -43,20 +49,29 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
+    "BatchPolicy",
     "BatchResult",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
     "CustomerIOError",
+    "DedupCache",
     "Delivery",
     "DeliveryAbandonedError",
+    "FlushResult",
+    "Hooks",
+    "LatencyStats",
+    "MemoryDedupCache",
+    "MemoryQueue",
     "NotFoundError",
     "Object",
     "Operation",
+    "OperationRejectedError",
     "PermissionDeniedError",
     "Person",
     "PersonRef",
     "PoolConfig",
+    "QueueBackend",
     "QueueFullError",
     "RateLimitError",
     "RedirectError",
@@ -65,9 +80,17 @@ __all__ = [
     "RequestTooLargeError",
     "RetryPolicy",
     "ServerError",
+    "Stats",
     "TrackV1",
     "TrackV2",
     "UnprocessableError",
     "ValidationError",
     "__version__",
 ]
+
+# Public classes print as cio_async.X, not cio_async._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj

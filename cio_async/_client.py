@@ -15,7 +15,7 @@ import aiohttp
 from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
 from ._dedup import DedupCache, MemoryDedupCache, fingerprint, person_digest
 from ._errors import ClientClosedError, ConfigurationError
-from ._model import Operation, Person, PersonRef, Relationship, as_person
+from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
 from ._pipeline import FlushResult, Pipeline
 from ._queue import QueueBackend
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -347,12 +347,10 @@ class AsyncCustomerIO:
         update_only: bool,
         timestamp: object,
         subscription_preferences: Mapping[str, Any] | None,
-        relationships: Iterable[Relationship] | None,
+        relationships: Iterable[RelationshipRef] | None,
         dedup: bool,
     ) -> Operation | None:
         p = as_person(person)
-        if relationships is not None:
-            relationships = list(relationships)
         op = p.identify(
             attributes,
             timestamp=timestamp,
@@ -362,13 +360,11 @@ class AsyncCustomerIO:
         )
         cache = self._dedup
         if dedup and cache is not None:
-            extra = None
+            extra: Any = None
             if update_only or subscription_preferences is not None or relationships:
-                extra = (
-                    update_only,
-                    subscription_preferences,
-                    [r.to_dict() for r in relationships or ()],
-                )
+                # Rare: fingerprint the whole operation, minus the timestamp.
+                extra = op.to_dict()
+                extra.pop("timestamp", None)
             if cache.seen(person_digest(p.key), fingerprint(attributes, extra)):
                 self._rec.deduplicated += 1
                 return None
@@ -382,7 +378,7 @@ class AsyncCustomerIO:
         update_only: bool = False,
         timestamp: object = None,
         subscription_preferences: Mapping[str, Any] | None = None,
-        relationships: Iterable[Relationship] | None = None,
+        relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
         wait: bool = False,
     ) -> bool:
@@ -416,7 +412,7 @@ class AsyncCustomerIO:
         update_only: bool = False,
         timestamp: object = None,
         subscription_preferences: Mapping[str, Any] | None = None,
-        relationships: Iterable[Relationship] | None = None,
+        relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
     ) -> bool:
         """``identify`` without awaiting; safe from any thread (dedup applies on the
@@ -585,14 +581,14 @@ class AsyncCustomerIO:
         await self._enqueue(as_person(person).delete_device(token), wait)
 
     async def add_relationships(
-        self, person: PersonRef, relationships: Iterable[Relationship], *, wait: bool = False
+        self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
     ) -> None:
         """Relate a person to objects."""
         self._check_track()
         await self._enqueue(as_person(person).add_relationships(relationships), wait)
 
     async def delete_relationships(
-        self, person: PersonRef, relationships: Iterable[Relationship], *, wait: bool = False
+        self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
     ) -> None:
         """Remove relationships between a person and objects."""
         self._check_track()

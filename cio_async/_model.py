@@ -31,6 +31,7 @@ __all__ = [
     "Person",
     "PersonRef",
     "Relationship",
+    "RelationshipRef",
     "as_person",
 ]
 
@@ -165,7 +166,7 @@ class Person(_Frozen):
         timestamp: object = None,
         update_only: bool = False,
         subscription_preferences: Mapping[str, Any] | None = None,
-        relationships: Iterable[Relationship] | None = None,
+        relationships: Iterable[RelationshipRef] | None = None,
     ) -> Operation:
         """Create or update this person (``update_only`` never creates one)."""
         attrs = _identify_attributes(attributes, update_only, subscription_preferences)
@@ -260,13 +261,13 @@ class Person(_Frozen):
         check_text("token", token, 4096)
         return self._op("delete_device", {"device": {"token": token}})
 
-    def add_relationships(self, relationships: Iterable[Relationship]) -> Operation:
+    def add_relationships(self, relationships: Iterable[RelationshipRef]) -> Operation:
         """Relate this person to objects."""
         return self._op(
             "add_relationships", {"cio_relationships": _relationships(relationships, Object, True)}
         )
 
-    def delete_relationships(self, relationships: Iterable[Relationship]) -> Operation:
+    def delete_relationships(self, relationships: Iterable[RelationshipRef]) -> Operation:
         """Remove relationships between this person and objects."""
         return self._op(
             "delete_relationships",
@@ -385,7 +386,7 @@ class Object(_Frozen):
         self,
         attributes: Mapping[str, Any] | None = None,
         *,
-        relationships: Iterable[Relationship] | None = None,
+        relationships: Iterable[RelationshipRef] | None = None,
     ) -> Operation:
         """Create or update this object; ``relationships`` relate people to it."""
         extra: dict[str, Any] = {}
@@ -418,13 +419,13 @@ class Object(_Frozen):
         """Delete this object and its relationships."""
         return self._op("delete")
 
-    def add_relationships(self, relationships: Iterable[Relationship]) -> Operation:
+    def add_relationships(self, relationships: Iterable[RelationshipRef]) -> Operation:
         """Relate people to this object."""
         return self._op(
             "add_relationships", {"cio_relationships": _relationships(relationships, Person, True)}
         )
 
-    def delete_relationships(self, relationships: Iterable[Relationship]) -> Operation:
+    def delete_relationships(self, relationships: Iterable[RelationshipRef]) -> Operation:
         """Remove relationships between people and this object."""
         return self._op(
             "delete_relationships",
@@ -442,7 +443,7 @@ class Relationship(_Frozen):
     attributes: Mapping[str, Any] | None
 
     def __init__(
-        self, target: Person | Object | str, attributes: Mapping[str, Any] | None = None
+        self, target: Object | PersonRef, attributes: Mapping[str, Any] | None = None
     ) -> None:
         if not isinstance(target, Object):
             target = as_person(target, "relationship.target")
@@ -459,6 +460,11 @@ class Relationship(_Frozen):
         if self.attributes:
             d["relationship_attributes"] = self.attributes
         return d
+
+
+#: Anything that names a relationship target: a ``Relationship``, an ``Object``, or a
+#: person reference (for an object's relationships to people).
+RelationshipRef = Relationship | Object | PersonRef
 
 
 @final
@@ -577,16 +583,17 @@ def _identify_attributes(
 
 
 def _relationships(
-    rels: Iterable[Relationship | Object | Person], target: type, required: bool = False
+    rels: Iterable[RelationshipRef], target: type, required: bool = False
 ) -> list[dict[str, Any]]:
     if isinstance(rels, (str, bytes, Mapping)):
         raise ValidationError("relationships", "must be a list of Relationship")
     out = []
     for i, r in enumerate(rels):
-        if isinstance(r, (Object, Person)):
-            r = Relationship(r)
         if not isinstance(r, Relationship):
-            raise ValidationError(f"relationships[{i}]", "must be a Relationship")
+            try:
+                r = Relationship(r)
+            except ValidationError as exc:
+                raise ValidationError(f"relationships[{i}]", exc.message) from None
         if not isinstance(r.target, target):
             raise ValidationError(
                 f"relationships[{i}]",

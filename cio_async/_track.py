@@ -12,7 +12,7 @@ from ._model import (
     Object,
     Operation,
     PersonRef,
-    Relationship,
+    RelationshipRef,
     _device,
     _identify_attributes,
     _relationships,
@@ -103,7 +103,7 @@ class TrackV1:
         update_only: bool = False,
         timestamp: object = None,
         subscription_preferences: Mapping[str, Any] | None = None,
-        relationships: Iterable[Relationship] | None = None,
+        relationships: Iterable[RelationshipRef] | None = None,
         relationships_action: Literal["add_relationships", "delete_relationships"] = (
             "add_relationships"
         ),

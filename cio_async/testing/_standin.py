@@ -453,7 +453,6 @@ class StandIn:
             self.counts["unauthorized"] += 1
             rec.status = 401
             return _json({"meta": {"error": "Unauthorized request"}}, 401)
-        request["body"] = body
         try:
             resp = await handler(request)
         except _Invalid as exc:
@@ -502,8 +501,8 @@ class StandIn:
             self.suppressed.discard(key)
 
     @staticmethod
-    def _body(request: web.Request) -> Any:
-        raw: bytes = request["body"]
+    async def _body(request: web.Request) -> Any:
+        raw = await request.read()  # aiohttp caches the body read by the middleware
         if not raw.strip():
             return {}
         try:
@@ -560,7 +559,7 @@ class StandIn:
 
     async def _v1_identify(self, request: web.Request) -> web.Response:
         ids = self._v1_identifier(request)
-        body = self._body(request)
+        body = await self._body(request)
         self._check_attributes(body)
         self._add(RecordedOperation("v1", "person", "identify", ids, body))
         return _json({})
@@ -572,7 +571,7 @@ class StandIn:
 
     async def _v1_event(self, request: web.Request) -> web.Response:
         ids = self._v1_identifier(request)
-        body = self._body(request)
+        body = await self._body(request)
         kind = body.get("type", "event") if isinstance(body, Mapping) else "event"
         self._check_event(body, 2048 if kind == "page" else MAX_EVENT_NAME_BYTES)
         self._add(
@@ -581,7 +580,7 @@ class StandIn:
         return _json({})
 
     async def _v1_anonymous(self, request: web.Request) -> web.Response:
-        body = self._body(request)
+        body = await self._body(request)
         self._check_event(body)
         anon = body.get("anonymous_id")
         if anon is None and not (body.get("data") or {}).get("recipient"):
@@ -602,7 +601,7 @@ class StandIn:
 
     async def _v1_add_device(self, request: web.Request) -> web.Response:
         ids = self._v1_identifier(request)
-        body = self._body(request)
+        body = await self._body(request)
         device = body.get("device") if isinstance(body, Mapping) else None
         if not isinstance(device, Mapping) or not device.get("id"):
             raise _Invalid("device.id", "is required")
@@ -628,7 +627,7 @@ class StandIn:
         return _json({})
 
     async def _v1_merge(self, request: web.Request) -> web.Response:
-        body = self._body(request)
+        body = await self._body(request)
         for side in ("primary", "secondary"):
             v = body.get(side) if isinstance(body, Mapping) else None
             if (
@@ -647,7 +646,7 @@ class StandIn:
             seg = int(request.match_info["segment_id"])
         except ValueError:
             raise _Invalid("segment_id", "must be an integer") from None
-        body = self._body(request)
+        body = await self._body(request)
         ids = body.get("ids") if isinstance(body, Mapping) else None
         if not isinstance(ids, list) or not 1 <= len(ids) <= 1000:
             raise _Invalid("ids", "must hold 1 to 1000 identifiers")
@@ -666,7 +665,7 @@ class StandIn:
         return _json({})
 
     async def _v1_form(self, request: web.Request) -> web.Response:
-        body = self._body(request)
+        body = await self._body(request)
         data = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(data, Mapping):
             raise _Invalid("data", "is required")
@@ -682,7 +681,7 @@ class StandIn:
         return web.Response(status=204)
 
     async def _v1_metric(self, request: web.Request) -> web.Response:
-        body = self._body(request)
+        body = await self._body(request)
         if not isinstance(body, Mapping) or not body.get("delivery_id") or not body.get("metric"):
             raise _Invalid("body", "delivery_id and metric are required")
         self._add(
@@ -737,7 +736,7 @@ class StandIn:
         return RecordedOperation("", type_, action, dict(ids), op, ev_id, op.get("name"))
 
     async def _v2_entity(self, request: web.Request) -> web.Response:
-        raw: bytes = request["body"]
+        raw = await request.read()
         if len(raw) > MAX_OPERATION_BYTES:
             return _json(
                 {
@@ -748,7 +747,7 @@ class StandIn:
                 413,
             )
         try:
-            rec = self._v2_check(self._body(request))
+            rec = self._v2_check(await self._body(request))
         except _Invalid as exc:
             return _json(
                 {"errors": [{"reason": exc.reason, "field": exc.field, "message": exc.message}]},
@@ -759,7 +758,7 @@ class StandIn:
         return _json({})
 
     async def _v2_batch(self, request: web.Request) -> web.Response:
-        raw: bytes = request["body"]
+        raw = await request.read()
         if len(raw) > MAX_BATCH_BYTES:
             return _json(
                 {

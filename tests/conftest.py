@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from cio_async import AsyncCustomerIO, BatchPolicy, RetryPolicy
+from cio_async.testing import StandIn
+
+pytest_plugins = ["cio_async.testing.pytest_plugin"]
+
+#: Retries without real waiting: tests assert on behaviour, not on wall-clock time.
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
+FAST_BATCH = BatchPolicy(
+    linger=0.01,
+    retry=RetryPolicy(max_attempts=6, initial_delay=0.001, max_delay=0.01, jitter=0.0),
+    shutdown_timeout=5.0,
+)
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[StandIn]:
+    async with StandIn() as s:
+        yield s
+
+
+ClientFactory = Callable[..., AsyncCustomerIO]
+
+
+@pytest_asyncio.fixture
+async def make_client(server: StandIn) -> AsyncIterator[ClientFactory]:
+    """Build clients pointed at the stand-in, with fast retries; closed after the test."""
+    made: list[AsyncCustomerIO] = []
+
+    def factory(**kwargs: Any) -> AsyncCustomerIO:
+        target = kwargs.pop("stand_in", server)
+        base: dict[str, Any] = dict(target.client_kwargs())
+        base.setdefault("retry", FAST_RETRY)
+        base.setdefault("batch", FAST_BATCH)
+        base.update(kwargs)
+        client = AsyncCustomerIO(**base)
+        made.append(client)
+        return client
+
+    yield factory
+    for c in made:
+        await c.aclose()
+
+
+@pytest_asyncio.fixture
+async def client(make_client: ClientFactory) -> AsyncCustomerIO:
+    return make_client()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
