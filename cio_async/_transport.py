@@ -234,6 +234,7 @@ class Transport:
         if headers:
             hdrs.update(headers)
         started = time.monotonic()
+        slept = 0.0
         attempt = 0
         while True:
             if attempt:
@@ -267,11 +268,15 @@ class Transport:
             ):
                 raise error
             delay = policy.delay(attempt - 1, getattr(error, "retry_after", None), self._rnd)
-            if delay is None or time.monotonic() - started + delay > policy.total_timeout:
+            # The budget counts time spent so far (at least the time slept) plus the
+            # coming sleep: give up before sleeping past it.
+            spent = max(time.monotonic() - started, slept)
+            if delay is None or spent + delay > policy.total_timeout:
                 raise error
             if self._on_retry is not None:
                 self._on_retry(op, attempt, delay, error)
             log.debug("retrying %s in %.2fs after %s", op, delay, error)
+            slept += delay
             await self._sleep(delay)
 
     async def _send(

@@ -188,6 +188,9 @@ class StandIn:
         self.suppressed: set[str] = set()
         self.segments: dict[int, set[str]] = {}
         self.connections = 0
+        #: Requests being handled right now, and the most seen at once.
+        self.concurrent = 0
+        self.max_concurrent = 0
         self.redirect_to: str | None = None
         self.redirect_status = 301
         #: Answer every request with 429 beyond this many requests per second.
@@ -384,6 +387,18 @@ class StandIn:
 
     @web.middleware
     async def _middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            return await self._handle(request, handler)
+        finally:
+            self.concurrent -= 1
+
+    async def _handle(
         self,
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],

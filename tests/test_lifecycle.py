@@ -1,0 +1,114 @@
+"""Client lifecycle: lazy start, aclose, use after close, borrowed sessions, warnings."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import pytest
+
+from cio_async import AsyncCustomerIO, ClientClosedError, ConfigurationError, Region
+from cio_async.testing import StandIn
+
+from .conftest import ClientFactory
+
+
+def test_construction_needs_no_loop_and_does_no_io() -> None:
+    # No running loop here, and the host does not exist: construction must not care.
+    c = AsyncCustomerIO("site", "key", region=Region.custom("https://nowhere.invalid"))
+    assert not c.closed
+    assert c._transport.session is None
+    del c
+    gc.collect()  # never started: no ResourceWarning (filterwarnings=error would fail)
+
+
+async def test_aclose_is_idempotent_and_closes_owned_session(
+    make_client: ClientFactory, server: StandIn
+) -> None:
+    c = make_client()
+    await c.v1.identify("42", {"a": 1})
+    session = c._transport.session
+    assert session is not None
+    first = await c.aclose()
+    second = await c.aclose()
+    assert first is second
+    assert session.closed
+    assert c.closed
+
+
+async def test_use_after_close_raises(make_client: ClientFactory) -> None:
+    c = make_client()
+    await c.aclose()
+    with pytest.raises(ClientClosedError):
+        await c.track("42", "e")
+    with pytest.raises(ClientClosedError):
+        c.track_nowait("42", "e")
+    with pytest.raises(ClientClosedError):
+        await c.v1.identify("42", {"a": 1})
+    with pytest.raises(ClientClosedError):
+        await c.identify("42", {})
+
+    async def noop() -> None:
+        return None
+
+    with pytest.raises(ClientClosedError):
+        c.spawn(noop())
+    with pytest.raises(ClientClosedError):
+        async with c:
+            pass
+
+
+async def test_unclosed_client_warns(server: StandIn) -> None:
+    c = AsyncCustomerIO(**server.client_kwargs())
+    await c.v1.identify("42", {"a": 1})
+    with pytest.warns(ResourceWarning) as record:
+        del c
+        gc.collect()
+    assert any("unclosed <AsyncCustomerIO" in str(w.message) for w in record)
+
+
+async def test_context_manager(server: StandIn) -> None:
+    async with AsyncCustomerIO(**server.client_kwargs()) as c:
+        await c.identify("42", {"a": 1})
+    assert c.closed
+    assert len(server.ops("person", "identify")) == 1  # flushed on exit
+
+
+async def test_bound_to_one_loop(make_client: ClientFactory) -> None:
+    c = make_client()
+    await c.v1.get_region()
+    errors: list[BaseException] = []
+
+    def other_loop() -> None:
+        try:
+            asyncio.run(c.v1.get_region())
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other_loop)
+    t.start()
+    t.join()
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "another event loop" in str(errors[0])
+
+
+def test_config_and_credentials_are_exclusive() -> None:
+    from cio_async import ClientConfig
+
+    with pytest.raises(ConfigurationError):
+        AsyncCustomerIO("s", "k", config=ClientConfig())
+    with pytest.raises(ConfigurationError):
+        AsyncCustomerIO("site-only")
+    with pytest.raises(ConfigurationError):
+        AsyncCustomerIO(session="not a session")  # type: ignore[arg-type]
+
+
+async def test_missing_credentials_fail_at_the_call(server: StandIn) -> None:
+    async with AsyncCustomerIO(app_api_key="app", region=server.region) as c:
+        with pytest.raises(ConfigurationError, match="track_api_key"):
+            await c.track("42", "e")
+        with pytest.raises(ConfigurationError, match="track_api_key"):
+            await c.v1.identify("42", {})
+    assert server.requests == []
