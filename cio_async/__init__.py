@@ -9,6 +9,8 @@ double-counts), identify deduplication and clear errors for bad input::
         cio.track_nowait("42", "purchase", {"amount": 30})
 """
 
+import logging as _logging
+
 from ._client import AsyncCustomerIO
 from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
 from ._dedup import DedupCache, MemoryDedupCache
@@ -87,6 +89,9 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
+
+# Quiet unless the application configures logging (credentials are never logged).
+_logging.getLogger("cio_async").addHandler(_logging.NullHandler())
 
 # Public classes print as cio_async.X, not cio_async._module.X.
 for _name in __all__:

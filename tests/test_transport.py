@@ -11,6 +11,7 @@ import pytest
 
 from cio_async import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AsyncCustomerIO,
     AuthenticationError,
@@ -46,9 +47,10 @@ async def test_other_4xx_are_never_retried(
     client: AsyncCustomerIO, server: StandIn, status: int
 ) -> None:
     server.fail_next(status, times=3)
-    with pytest.raises(Exception) as err:
+    with pytest.raises(APIStatusError) as err:
         await client.v1.track("42", "purchase")
-    assert getattr(err.value, "status", None) == status
+    assert err.value.status == status
+    assert not err.value.retryable
     assert len(server.requests) == 1
 
 
@@ -120,7 +122,9 @@ async def test_total_retry_budget_is_checked_before_sleeping(server: StandIn) ->
         await t.aclose()
 
 
-async def test_timeouts_raise_api_timeout_error(make_client: ClientFactory, server: StandIn) -> None:
+async def test_timeouts_raise_api_timeout_error(
+    make_client: ClientFactory, server: StandIn
+) -> None:
     c = make_client(pool=PoolConfig(read_timeout=0.05), retry=RetryPolicy.NONE)
     server.delay_next(1.0)
     with pytest.raises(APITimeoutError) as err:
@@ -150,9 +154,7 @@ async def test_redirects_are_followed_with_method_body_and_credentials(
     async with StandIn() as other:
         server.redirect_to = f"http://127.0.0.1:{other.port}"
         server.redirect_status = status
-        c = make_client(
-            site_id=other.site_id, track_api_key=other.track_api_key, app_api_key=None
-        )
+        c = make_client(site_id=other.site_id, track_api_key=other.track_api_key, app_api_key=None)
         # Same credentials on both stand-ins, as Customer.io's regions share them.
         server._track_auth = other._track_auth
         await c.v1.identify("42", {"plan": "pro"})
@@ -211,8 +213,9 @@ async def test_credentials_never_leak(
     make_client: ClientFactory, server: StandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="cio_async")
-    c = make_client(site_id="site-secret-1", track_api_key="track-secret-2",
-                    app_api_key="app-secret-3")
+    c = make_client(
+        site_id="site-secret-1", track_api_key="track-secret-2", app_api_key="app-secret-3"
+    )
     server.fail_next(500, times=10)
     with pytest.raises(ServerError) as err:
         await c.v1.identify("42", {"a": 1})

@@ -1,0 +1,1 @@
+"""Benchmarks for cio_async; see README.md in this folder."""
