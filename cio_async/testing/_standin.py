@@ -77,6 +77,8 @@ class RecordedRequest:
     body: bytes
     api: str
     status: int = 0
+    #: ``time.monotonic()`` when the request arrived (after any simulated RTT).
+    received_at: float = 0.0
 
     @property
     def json(self) -> Any:
@@ -195,6 +197,14 @@ class StandIn:
         self.redirect_status = 301
         #: Answer every request with 429 beyond this many requests per second.
         self.rate_limit: float | None = None
+        #: Whole-request limits for v2 (Customer.io: 32 KB per entity, 500 KB per batch).
+        self.max_batch_bytes = MAX_BATCH_BYTES
+        #: A v2 batch whose body contains this marker is refused whole with a 400,
+        #: as Customer.io does for a malformed request.
+        self.reject_batches_containing: bytes | None = None
+        self._gate: asyncio.Event | None = None
+        #: Requests waiting at a ``hold()`` right now.
+        self.held = 0
         self._rate_window: list[float] = []
         self._faults: list[Fault] = []
         self._seen_protocols: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -301,6 +311,16 @@ class StandIn:
     def delay_next(self, seconds: float, *, times: int = 1, path: str | None = None) -> None:
         """Delay the next ``times`` matching requests by ``seconds``."""
         self._faults.append(Fault(delay=seconds, times=times, path=path))
+
+    def hold(self) -> None:
+        """Hold every request that arrives until ``release()``."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Let held requests (and later ones) through."""
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -412,6 +432,12 @@ class StandIn:
             # One round trip per exchange, plus the handshakes a new connection costs.
             await asyncio.sleep(self.rtt * (1 + (self.handshake_rtts if new_conn else 0)))
         body = await request.read()
+        if self._gate is not None:
+            self.held += 1
+            try:
+                await self._gate.wait()
+            finally:
+                self.held -= 1
         path = request.path
         api = "track" if path.startswith("/api/") else "app"
         rec = RecordedRequest(
@@ -422,6 +448,7 @@ class StandIn:
             dict(request.headers),
             body,
             api,
+            received_at=time.monotonic(),
         )
         if self.record:
             self.requests.append(rec)
@@ -774,7 +801,7 @@ class StandIn:
 
     async def _v2_batch(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        if len(raw) > MAX_BATCH_BYTES:
+        if len(raw) > self.max_batch_bytes:
             return _json(
                 {
                     "errors": [
@@ -794,6 +821,20 @@ class StandIn:
                 {
                     "errors": [
                         {"reason": "invalid", "field": "", "message": "body is not valid JSON"}
+                    ]
+                },
+                400,
+            )
+        if self.reject_batches_containing and self.reject_batches_containing in raw:
+            self.counts["rejected_batches"] += 1
+            return _json(
+                {
+                    "errors": [
+                        {
+                            "reason": "invalid",
+                            "field": "batch",
+                            "message": "malformed operation in batch",
+                        }
                     ]
                 },
                 400,
