@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 import warnings
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -139,6 +139,7 @@ class AsyncCustomerIO:
             queue=queue,
         )
         self._tasks = TaskSet(self._task_failed)
+        self._person_listeners: list[Callable[[Person], None]] = []
         self.v1 = TrackV1(self._transport, on_person_change=self._forget)
         self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
         self._closing: asyncio.Future[FlushResult] | None = None
@@ -185,20 +186,28 @@ class AsyncCustomerIO:
     # -- callbacks ---------------------------------------------------------------------
 
     def _forget(self, *people: Person) -> None:
+        """These people changed outside identify()'s cache: drop their dedup entries."""
         if self._dedup is not None:
             for p in people:
                 self._dedup.evict(person_digest(p.key))
+        self._changed(*people)
+
+    def _changed(self, *people: Person) -> None:
+        """Tell listeners (e.g. the App API lookup cache) that these people changed."""
+        for listener in self._person_listeners:
+            for p in people:
+                listener(p)
 
     def _bypassed_dedup(self, op: Operation) -> None:
         # A person-changing operation that did not go through identify()'s cache makes
         # the cached "last identify" stale for that person.
-        if self._dedup is None or op.type != "person" or op.action not in _PERSON_CHANGES:
+        if op.type != "person" or op.action not in _PERSON_CHANGES:
             return
-        self._dedup.evict(person_digest(op.key))
+        people = [Person._from_key(op.key)]
         if op.action == "merge":
             secondary = op.to_dict().get("secondary") or {}
-            for kind, value in secondary.items():
-                self._dedup.evict(person_digest(f"{kind}:{value}"))
+            people += [Person._from_key(f"{k}:{v}") for k, v in secondary.items()]
+        self._forget(*people)
 
     def _call_user(self, fn: Any, *args: Any) -> None:
         try:
@@ -401,6 +410,7 @@ class AsyncCustomerIO:
         )
         if op is None:
             return False
+        self._changed(as_person(person))
         await self._enqueue(op, wait)
         return True
 
@@ -430,6 +440,8 @@ class AsyncCustomerIO:
         )
         if op is None:
             return False
+        if self._person_listeners and self._pipeline.on_loop_thread():
+            self._changed(as_person(person))
         self._enqueue_nowait(op)
         return True
 

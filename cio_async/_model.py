@@ -115,6 +115,11 @@ class Person(_Frozen):
         object.__setattr__(p, "value", value)
         return p
 
+    @classmethod
+    def _from_key(cls, key: str) -> Person:
+        kind, _, value = key.partition(":")
+        return cls._trusted(kind, value)  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         return f"Person({self.kind}={self.value!r})"
 
@@ -530,8 +535,14 @@ class Operation:
         action = body.get("action")
         if not isinstance(type_, str) or not isinstance(action, str):
             raise ValidationError("operation", "needs string 'type' and 'action' fields")
-        idents = body.get("identifiers")
-        key = f"{type_}:{dumps(idents).decode()}" if idents is not None else type_
+        idents = body.get("primary") if action == "merge" else body.get("identifiers")
+        if type_ == "person" and isinstance(idents, Mapping) and len(idents) == 1:
+            ((kind, value),) = idents.items()
+            key = f"{kind}:{value}"  # the same key Person builders use
+        elif isinstance(idents, Mapping):
+            key = "obj:" + ":".join(str(v) for v in idents.values())
+        else:
+            key = type_
         eid = body.get("id") if action in ("event", "page", "screen") else None
         return cls(
             _encode_op(dict(body)), type_, action, key, eid if isinstance(eid, str) else None
