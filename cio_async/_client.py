@@ -618,6 +618,24 @@ class AsyncCustomerIO:
         self._bypassed_dedup(operation)
         await self._enqueue(operation, wait)
 
+    async def submit(self, operation: Operation) -> asyncio.Future[None]:
+        """Queue ``operation`` and return a future for its delivery, without waiting.
+
+        The future resolves when Customer.io accepted the operation, or raises the
+        error that stopped it (``OperationRejectedError``, ``DeliveryAbandonedError``,
+        ...). Use it to keep many operations in flight and still learn each outcome
+        (bulk imports, checkpoints). Cancelling the future does not cancel delivery.
+        """
+        self._check_track()
+        if not isinstance(operation, Operation):
+            raise ConfigurationError("submit() takes an Operation")
+        if self._state is not _State.RUNNING:
+            self._check_open()
+        self._bypassed_dedup(operation)
+        fut = await self._pipeline.admit(operation, True)
+        assert fut is not None
+        return fut
+
     def send_nowait(self, operation: Operation) -> None:
         """``send`` without awaiting (see ``track_nowait``)."""
         self._check_track()

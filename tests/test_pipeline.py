@@ -18,6 +18,7 @@ from cio_async import (
     MemoryQueue,
     Operation,
     OperationRejectedError,
+    Person,
     QueueFullError,
     RetryPolicy,
 )
@@ -496,3 +497,18 @@ async def test_retry_budget_exhaustion_fails_the_batch(
     assert c.stats().failed == {"retries_exhausted": 2}
     assert len(server.requests) == 3
     assert len(reports.errors) == 2
+
+
+async def test_submit_returns_a_delivery_future(
+    make_client: ClientFactory, server: StandIn
+) -> None:
+    bad = Operation.from_dict({"type": "person", "action": "fly", "identifiers": {"id": "1"}})
+    c = make_client(batch=policy())
+    async with c:
+        futs = [await c.submit(Person(str(i)).event("e")) for i in range(5)]
+        bad_fut = await c.submit(bad)
+        assert not any(f.done() for f in futs)  # queued, not yet sent
+        await asyncio.gather(*futs)
+        with pytest.raises(OperationRejectedError):
+            await bad_fut
+    assert len(server.events("e")) == 5
