@@ -7,12 +7,23 @@ double-counts), identify deduplication and clear errors for bad input::
     async with AsyncCustomerIO(site_id, track_api_key) as cio:
         await cio.identify("42", {"email": "ada@example.com"})
         cio.track_nowait("42", "purchase", {"amount": 30})
+        await cio.app.send(TransactionalEmail(transactional_message_id=3, to="a@example.com",
+                                              identifiers="42"))
 """
 
 import logging as _logging
 
+from ._app import AppAPI
 from ._client import AsyncCustomerIO
-from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._config import (
+    AppConfig,
+    BatchPolicy,
+    ClientConfig,
+    PoolConfig,
+    RateLimit,
+    Region,
+    RetryPolicy,
+)
 from ._dedup import DedupCache, MemoryDedupCache
 from ._errors import (
     APIConnectionError,
@@ -35,18 +46,38 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
+from ._messages import (
+    SendResult,
+    TransactionalEmail,
+    TransactionalInApp,
+    TransactionalInbox,
+    TransactionalMessage,
+    TransactionalPush,
+    TransactionalSMS,
+    TransactionalWhatsApp,
+)
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
+from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from ._pipeline import FlushResult
 from ._queue import MemoryQueue, QueueBackend
 from ._stats import Hooks, LatencyStats, Stats
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
+from ._webhooks import (
+    WebhookError,
+    WebhookEvent,
+    parse_webhook,
+    sign_webhook,
+    verify_webhook_signature,
+)
 
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
     "AccountRegion",
+    "AppAPI",
+    "AppConfig",
     "AsyncCustomerIO",
     "AuthenticationError",
     "BadRequestError",
@@ -69,24 +100,42 @@ __all__ = [
     "Object",
     "Operation",
     "OperationRejectedError",
+    "PeopleSearch",
     "PermissionDeniedError",
     "Person",
+    "PersonAttributes",
+    "PersonIdentifiers",
     "PersonRef",
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",
+    "RateLimit",
     "RateLimitError",
     "RedirectError",
     "Region",
     "Relationship",
     "RequestTooLargeError",
     "RetryPolicy",
+    "Segment",
+    "SendResult",
     "ServerError",
     "Stats",
     "TrackV1",
     "TrackV2",
+    "TransactionalEmail",
+    "TransactionalInApp",
+    "TransactionalInbox",
+    "TransactionalMessage",
+    "TransactionalPush",
+    "TransactionalSMS",
+    "TransactionalWhatsApp",
     "UnprocessableError",
     "ValidationError",
+    "WebhookError",
+    "WebhookEvent",
+    "parse_webhook",
+    "sign_webhook",
+    "verify_webhook_signature",
     "__version__",
 ]
 

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._app import AppAPI
+from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
 from ._dedup import DedupCache, MemoryDedupCache, fingerprint, person_digest
 from ._errors import ClientClosedError, ConfigurationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
@@ -57,6 +58,8 @@ class AsyncCustomerIO:
             ``Region.custom(...)``.
         config: a full ``ClientConfig``; exclusive with credentials and region.
         pool, retry, batch: override those parts of the configuration.
+        app_config: an ``AppConfig`` (App API rate limits, lookup cache, send
+            retries); overrides ``config.app``.
         session: an ``aiohttp.ClientSession`` to borrow. It is never closed by this
             client, and its connector's limits apply instead of ``pool``.
         on_error: ``on_error(exc, operation)`` for every operation that failed and
@@ -86,6 +89,7 @@ class AsyncCustomerIO:
         pool: PoolConfig | None = None,
         retry: RetryPolicy | None = None,
         batch: BatchPolicy | None = None,
+        app_config: AppConfig | None = None,
         session: aiohttp.ClientSession | None = None,
         on_error: OnError | None = None,
         on_drop: OnDrop | None = None,
@@ -94,7 +98,9 @@ class AsyncCustomerIO:
         dedup_cache: DedupCache | None = None,
     ) -> None:
         changes: dict[str, Any] = {
-            k: v for k, v in (("pool", pool), ("retry", retry), ("batch", batch)) if v is not None
+            k: v
+            for k, v in (("pool", pool), ("retry", retry), ("batch", batch), ("app", app_config))
+            if v is not None
         }
         if config is not None:
             if site_id or track_api_key or app_api_key or region:
@@ -142,6 +148,9 @@ class AsyncCustomerIO:
         self._person_listeners: list[Callable[[Person], None]] = []
         self.v1 = TrackV1(self._transport, on_person_change=self._forget)
         self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
+        #: The App API: transactional sends, broadcast triggers, cached lookups.
+        self.app = AppAPI(self._transport, config.app, spawn=self.spawn)
+        self._person_listeners.append(self.app._person_changed)
         self._closing: asyncio.Future[FlushResult] | None = None
         self._state = _State.NEW
 
@@ -288,6 +297,7 @@ class AsyncCustomerIO:
         try:
             result = await self._pipeline.close(timeout)
             await self._tasks.cancel_all()
+            await self.app._aclose()
         finally:
             try:
                 await self._transport.aclose()

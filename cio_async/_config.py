@@ -12,7 +12,15 @@ from typing import ClassVar, Final, Literal
 
 from ._errors import RETRYABLE_STATUSES, ConfigurationError
 
-__all__ = ["BatchPolicy", "ClientConfig", "PoolConfig", "Region", "RetryPolicy"]
+__all__ = [
+    "AppConfig",
+    "BatchPolicy",
+    "ClientConfig",
+    "PoolConfig",
+    "RateLimit",
+    "Region",
+    "RetryPolicy",
+]
 
 DEFAULT_USER_AGENT: Final = "cio_async"
 
@@ -224,6 +232,54 @@ class BatchPolicy:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` requests in any ``per`` seconds (a sliding window)."""
+
+    limit: int
+    per: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise ConfigurationError("RateLimit.limit must be a positive integer")
+        if not self.per > 0:
+            raise ConfigurationError("RateLimit.per must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppConfig:
+    """App API settings (``client.app``): client-side rate limits, the lookup cache and
+    the retry rule for transactional sends and broadcast triggers.
+
+    Customer.io limits App API requests to 10 per second, API-triggered broadcasts to
+    one per 10 seconds, and lets transactional sends share the Track API's soft
+    3000-per-3-seconds ingress limit. Callers wait their turn at these limiters rather
+    than collect 429s; ``None`` switches one off. A 429 pauses its limiter for the
+    ``Retry-After`` the server sent (at most a minute; one window when it sent none).
+
+    ``cache_ttl`` seconds and ``cache_maxsize`` entries size the cache behind
+    ``get_attributes`` and ``get_segments`` (0 disables it). Sends and triggers are
+    never retried after they may have reached Customer.io (a retry could deliver
+    twice) unless ``retry_unsafe`` is true; they are retried when the request surely
+    never left (connection refused, DNS failure) and on 429.
+    """
+
+    rate_limit: RateLimit | None = RateLimit(10, 1.0)
+    send_rate_limit: RateLimit | None = RateLimit(100, 1.0)
+    broadcast_rate_limit: RateLimit | None = RateLimit(1, 10.0)
+    cache_ttl: float = 60.0
+    cache_maxsize: int = 1024
+    retry_unsafe: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("rate_limit", "send_rate_limit", "broadcast_rate_limit"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, RateLimit):
+                raise ConfigurationError(f"AppConfig.{name} must be a RateLimit or None")
+        if self.cache_ttl < 0 or self.cache_maxsize < 0:
+            raise ConfigurationError("AppConfig.cache_ttl and cache_maxsize must not be negative")
+
+
 def _clean_secret(name: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -246,6 +302,7 @@ class ClientConfig:
     ``app_api_key`` authorises App API calls (Bearer). Either pair may be omitted
     when that API is not used; calling it then raises ``ConfigurationError``.
 
+    ``app`` holds the App API's rate limits, lookup cache and retry rule.
     ``dedup_ttl``/``dedup_max_entries`` size the identify dedup cache (0 disables
     it); calls slower than ``slow_call_threshold`` seconds are logged at WARNING.
     """
@@ -257,6 +314,7 @@ class ClientConfig:
     pool: PoolConfig = PoolConfig()
     retry: RetryPolicy = RetryPolicy()
     batch: BatchPolicy = BatchPolicy()
+    app: AppConfig = AppConfig()
     dedup_ttl: float = 300.0
     dedup_max_entries: int = 10_000
     slow_call_threshold: float | None = 2.0
@@ -273,6 +331,8 @@ class ClientConfig:
             raise ConfigurationError("site_id and track_api_key must be given together")
         if not isinstance(self.region, Region):
             raise ConfigurationError("region must be a Region (Region.US, Region.EU, ...)")
+        if not isinstance(self.app, AppConfig):
+            raise ConfigurationError("app must be an AppConfig")
         if self.max_redirects < 0:
             raise ConfigurationError("max_redirects must not be negative")
         if self.dedup_ttl < 0 or self.dedup_max_entries < 0:

@@ -22,10 +22,12 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     CustomerIOError,
+    RateLimitError,
     RedirectError,
     error_for_status,
     map_client_errors,
 )
+from ._ratelimit import RateLimiter
 from ._retry import parse_retry_after, should_retry
 
 log = logging.getLogger("cio_async")
@@ -213,11 +215,13 @@ class Transport:
         idempotent: bool = True,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> Response:
         """Send one API request with retries; return the 2xx response or raise.
 
         ``path`` must already be percent-encoded. Errors carry only the path, never
-        the URL's credentials.
+        the URL's credentials. With a ``limiter`` every attempt (retries too) waits
+        for its turn, and a 429 pauses the limiter for everyone.
         """
         auth = self._auth(api)
         policy = self._config.retry if retry is None else retry
@@ -239,6 +243,8 @@ class Transport:
         while True:
             if attempt:
                 hdrs["X-Retry-Count"] = str(attempt)
+            if limiter is not None:
+                await limiter.acquire()
             if self._on_start is not None:
                 self._on_start(op)
             t0 = time.monotonic()
@@ -260,6 +266,8 @@ class Transport:
                     method=method,
                     path=path,
                 )
+                if limiter is not None and isinstance(error, RateLimitError):
+                    limiter.pause(error.retry_after)
             if self._on_request is not None:
                 self._on_request(op, status, time.monotonic() - t0, error, attempt)
             attempt += 1
