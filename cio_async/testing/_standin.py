@@ -1,4 +1,5 @@
-"""A local Customer.io stand-in: an ``aiohttp.web`` app speaking the Track API.
+"""A local Customer.io stand-in: an ``aiohttp.web`` app speaking the Track API (and,
+through ``_app_standin``, the App API).
 
 It checks auth, enforces the documented limits, answers v2 batches with 200/207/400
 as Customer.io does, ignores repeated event ids, records every accepted operation,
@@ -21,6 +22,8 @@ from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
+
+from ._app_standin import RecordedSend, RecordedTrigger, register_app_routes
 
 __all__ = ["Fault", "RecordedOperation", "RecordedRequest", "StandIn"]
 
@@ -189,6 +192,12 @@ class StandIn:
         self.people: dict[str, dict[str, Any]] = {}
         self.suppressed: set[str] = set()
         self.segments: dict[int, set[str]] = {}
+        #: App API: accepted transactional sends and broadcast triggers.
+        self.sends: list[RecordedSend] = []
+        self.triggers: list[RecordedTrigger] = []
+        #: Answer broadcast triggers closer together than this many seconds with 429
+        #: (Customer.io: 10); None accepts them all.
+        self.broadcast_interval: float | None = None
         self.connections = 0
         #: Requests being handled right now, and the most seen at once.
         self.concurrent = 0
@@ -334,6 +343,8 @@ class StandIn:
         self.people.clear()
         self.suppressed.clear()
         self.segments.clear()
+        self.sends.clear()
+        self.triggers.clear()
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for f in self._faults:
@@ -403,6 +414,7 @@ class StandIn:
         r.add_get("/api/v1/accounts/region", self._v1_region)
         r.add_post("/api/v2/entity", self._v2_entity)
         r.add_post("/api/v2/batch", self._v2_batch)
+        register_app_routes(self, app)
         return app
 
     @web.middleware
