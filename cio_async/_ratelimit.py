@@ -78,8 +78,9 @@ class RateLimiter:
 
         Cancelling a waiting caller takes nothing from the window.
         """
+        # The lock is only ever held across a sleep, so finding it taken means waiting.
+        waited = self._lock.locked()
         async with self._lock:
-            waited = False
             while True:
                 now = self._clock()
                 ready = self._next_grant(now)
