@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from cio_async import AsyncCustomerIO, BatchPolicy, RetryPolicy
+from cio_async import AppConfig, AsyncCustomerIO, BatchPolicy, RateLimit, RetryPolicy
 from cio_async.testing import StandIn
 
 pytest_plugins = ["cio_async.testing.pytest_plugin"]
@@ -18,6 +18,10 @@ FAST_BATCH = BatchPolicy(
     retry=RetryPolicy(max_attempts=6, initial_delay=0.001, max_delay=0.01, jitter=0.0),
     shutdown_timeout=5.0,
 )
+
+#: App API defaults, except broadcast triggers (1 per 10 s in production), which tests
+#: fire back to back.
+FAST_APP = AppConfig(broadcast_rate_limit=RateLimit(100, 1.0))
 
 
 @pytest_asyncio.fixture
@@ -39,6 +43,7 @@ async def make_client(server: StandIn) -> AsyncIterator[ClientFactory]:
         base: dict[str, Any] = dict(target.client_kwargs())
         base.setdefault("retry", FAST_RETRY)
         base.setdefault("batch", FAST_BATCH)
+        base.setdefault("app_config", FAST_APP)
         base.update(kwargs)
         client = AsyncCustomerIO(**base)
         made.append(client)
