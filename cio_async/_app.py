@@ -314,27 +314,23 @@ class AppAPI:
 
     # -- lookups -----------------------------------------------------------------------
 
-    async def _fetch_attributes(self, kind: str, value: str) -> bytes:
-        resp = await self._call(
+    async def _get_person(self, what: str, kind: str, value: str) -> Response:
+        return await self._call(
             "GET",
-            f"/v1/customers/{quote_path(value)}/attributes",
-            "app.get_attributes",
+            f"/v1/customers/{quote_path(value)}/{what}",
+            f"app.get_{what}",
             params={"id_type": kind},
             limiter=self.limiter,
         )
+
+    async def _fetch_attributes(self, kind: str, value: str) -> bytes:
+        resp = await self._get_person("attributes", kind, value)
         data = resp.json()
         self._remember((kind, value), data.get("customer") if isinstance(data, Mapping) else None)
         return resp.body
 
     async def _fetch_segments(self, kind: str, value: str) -> bytes:
-        resp = await self._call(
-            "GET",
-            f"/v1/customers/{quote_path(value)}/segments",
-            "app.get_segments",
-            params={"id_type": kind},
-            limiter=self.limiter,
-        )
-        return resp.body
+        return (await self._get_person("segments", kind, value)).body
 
     async def get_attributes(
         self, person: PersonRef, *, cached: bool = True

@@ -400,16 +400,18 @@ def check_filter(name: str, value: object) -> None:
     encode_checked(name, value)
 
 
+def _check_count(name: str, n: int) -> None:
+    if not n:
+        raise ValidationError(name, "must not be empty")
+    if n > MAX_BROADCAST_RECIPIENTS:
+        raise ValidationError(name, f"holds {n:,} items; the limit is {MAX_BROADCAST_RECIPIENTS:,}")
+
+
 def _recipient_list(name: str, value: object, email: bool) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValidationError(name, "must be a list")
     items = [check_id(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    if not items:
-        raise ValidationError(name, "must not be empty")
-    if len(items) > MAX_BROADCAST_RECIPIENTS:
-        raise ValidationError(
-            name, f"holds {len(items):,} items; the limit is {MAX_BROADCAST_RECIPIENTS:,}"
-        )
+    _check_count(name, len(items))
     if email:
         for i, v in enumerate(items):
             if "@" not in v:
@@ -437,12 +439,7 @@ def _per_user_data(value: object) -> list[dict[str, Any]]:
             _opt_mapping(f"{where}.data", item["data"])
             entry["data"] = item["data"]
         out.append(entry)
-    if not out:
-        raise ValidationError(name, "must not be empty")
-    if len(out) > MAX_BROADCAST_RECIPIENTS:
-        raise ValidationError(
-            name, f"holds {len(out):,} items; the limit is {MAX_BROADCAST_RECIPIENTS:,}"
-        )
+    _check_count(name, len(out))
     return out
 
 

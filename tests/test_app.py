@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -63,6 +64,16 @@ def assert_app_headers(req: RecordedRequest, server: StandIn, body: bool = True)
     assert ("Content-Type" in req.headers) == body
     if body:
         assert req.headers["Content-Type"] == "application/json"
+
+
+def assert_invalid(
+    field: str, build: Callable[..., object], *args: Any, **kwargs: Any
+) -> ValidationError:
+    """``build(*args, **kwargs)`` raises a ValidationError naming ``field``."""
+    with pytest.raises(ValidationError) as err:
+        build(*args, **kwargs)
+    assert err.value.field == field
+    return err.value
 
 
 def email(**kw: Any) -> TransactionalEmail:
@@ -180,15 +191,9 @@ async def test_every_channel(
 
 
 def test_identifiers_need_exactly_one_id_email_or_cio_id() -> None:
-    with pytest.raises(ValidationError) as err:
-        email(identifiers={"id": "1", "email": "a@example.com"})
-    assert err.value.field == "identifiers"
-    with pytest.raises(ValidationError) as err:
-        email(identifiers=Person(phone="+15555550100"))
-    assert err.value.field == "identifiers"
-    with pytest.raises(ValidationError) as err:
-        email(identifiers={})
-    assert err.value.field == "identifiers"
+    assert_invalid("identifiers", lambda: email(identifiers={"id": "1", "email": "a@example.com"}))
+    assert_invalid("identifiers", lambda: email(identifiers=Person(phone="+15555550100")))
+    assert_invalid("identifiers", lambda: email(identifiers={}))
     assert email(identifiers={"email": "a@example.com"}).person == Person(email="a@example.com")
 
 
@@ -197,39 +202,27 @@ def test_at_most_15_recipients_across_to_cc_and_bcc() -> None:
     five = ", ".join(f"c{i}@example.com" for i in range(5))
     ok = email(to=ten, cc=five)  # 15: fine
     assert ok.to.count("@") == 10  # type: ignore[union-attr]
-    with pytest.raises(ValidationError) as err:
-        email(to=ten, cc=five, bcc="one-too-many@example.com")
-    assert err.value.field == "bcc"
-    assert "15" in err.value.message and "16" in err.value.message
+    err = assert_invalid("bcc", email, to=ten, cc=five, bcc="one-too-many@example.com")
+    assert "15" in err.message and "16" in err.message
     # A comma inside a quoted display name does not make two recipients.
     email(to=['"Doe, Jane" <j@example.com>'] * 15)
-    with pytest.raises(ValidationError) as err:
-        email(to=[f"t{i}@example.com" for i in range(16)])
-    assert err.value.field == "to"
-    with pytest.raises(ValidationError) as err:
-        email(to=[])
-    assert err.value.field == "to"
+    assert_invalid("to", lambda: email(to=[f"t{i}@example.com" for i in range(16)]))
+    assert_invalid("to", lambda: email(to=[]))
 
 
 def test_attachments_are_encoded_and_limited_to_2mb() -> None:
     small = email(attachments={"a.bin": b"\x00\xff"})
     assert small.attachments == {"a.bin": "AP8="}
-    with pytest.raises(ValidationError) as err:
-        email(attachments={"big.bin": b"x" * 1_500_000})  # 2,000,000 bytes in base64
-    assert err.value.field == "attachments"
-    with pytest.raises(ValidationError) as err:
-        email(attachments={"a.bin": b"x" * 800_000, "b.bin": b"x" * 800_000})
-    assert err.value.field == "attachments"
+    assert_invalid(
+        "attachments", lambda: email(attachments={"big.bin": b"x" * 1_500_000})
+    )  # 2,000,000 bytes in base64
+    assert_invalid(
+        "attachments", lambda: email(attachments={"a.bin": b"x" * 800_000, "b.bin": b"x" * 800_000})
+    )
     email(attachments={"ok.bin": b"x" * 1_499_997})  # 1,999,996 bytes: under the limit
-    with pytest.raises(ValidationError) as err:
-        email(attachments={"README": b"x"})
-    assert err.value.field == "attachments['README']"
-    with pytest.raises(ValidationError) as err:
-        email(attachments={"a.txt": "not base64!"})
-    assert err.value.field == "attachments['a.txt']"
-    with pytest.raises(ValidationError) as err:
-        email(attachments={"a.txt": 3})
-    assert err.value.field == "attachments['a.txt']"
+    assert_invalid("attachments['README']", lambda: email(attachments={"README": b"x"}))
+    assert_invalid("attachments['a.txt']", lambda: email(attachments={"a.txt": "not base64!"}))
+    assert_invalid("attachments['a.txt']", lambda: email(attachments={"a.txt": 3}))
 
 
 async def test_send_at_at_most_90_days_ahead_past_is_allowed(
@@ -239,9 +232,7 @@ async def test_send_at_at_most_90_days_ahead_past_is_allowed(
     with pytest.raises(ValidationError) as err:
         await client.app.send(email(send_at=now + 91 * 86_400))
     assert err.value.field == "send_at"
-    with pytest.raises(ValidationError) as err:
-        email(send_at=(now + 1) * 1000)  # milliseconds
-    assert err.value.field == "send_at"
+    assert_invalid("send_at", lambda: email(send_at=(now + 1) * 1000))  # milliseconds
     assert server.requests == []
     await client.app.send(email(send_at=now + 89 * 86_400))
     result = await client.app.send(email(send_at=now - 3600))  # in the past: sends now
@@ -251,25 +242,18 @@ async def test_send_at_at_most_90_days_ahead_past_is_allowed(
 
 def test_transactional_message_id_is_an_int_or_a_trigger_name() -> None:
     for bad in (True, None, 0, -1, "", "  ", 1.5):
-        with pytest.raises(ValidationError) as err:
-            email(transactional_message_id=bad)
-        assert err.value.field == "transactional_message_id"
+        assert_invalid("transactional_message_id", email, transactional_message_id=bad)
     assert email(transactional_message_id="welcome").transactional_message_id == "welcome"
 
 
 def test_other_fields_are_checked_and_named() -> None:
-    with pytest.raises(ValidationError) as err:
-        email(message_data={"when": object()})
-    assert err.value.field == "message_data.when"
-    with pytest.raises(ValidationError) as err:
-        email(tracked="yes")
-    assert err.value.field == "tracked"
-    with pytest.raises(ValidationError) as err:
-        TransactionalPush(transactional_message_id=1, identifiers="42", custom_data=[1])  # type: ignore[arg-type]
-    assert err.value.field == "custom_data"
-    with pytest.raises(ValidationError) as err:
-        email(headers={"X": 1})
-    assert err.value.field == "headers"
+    assert_invalid("message_data.when", lambda: email(message_data={"when": object()}))
+    assert_invalid("tracked", lambda: email(tracked="yes"))
+    assert_invalid(
+        "custom_data",
+        lambda: TransactionalPush(transactional_message_id=1, identifiers="42", custom_data=[1]),
+    )  # type: ignore[arg-type]
+    assert_invalid("headers", lambda: email(headers={"X": 1}))
 
 
 async def test_extra_fields_are_sent_but_cannot_shadow_named_ones(
@@ -633,15 +617,13 @@ async def test_search_stops_fetching_when_the_caller_stops(
 
 async def test_search_arguments_are_checked(client: AsyncCustomerIO, server: StandIn) -> None:
     for size in (0, 1001, True):
-        with pytest.raises(ValidationError) as err:
-            client.app.search_people({"segment": {"id": 1}}, page_size=size)
-        assert err.value.field == "page_size"
-    with pytest.raises(ValidationError) as err:
-        client.app.search_people({})
-    assert err.value.field == "filter"
-    with pytest.raises(ValidationError) as err:
-        client.app.search_people({"attribute": {"field": "x"}})
-    assert err.value.field == "filter.attribute"
+        assert_invalid(
+            "page_size", client.app.search_people, {"segment": {"id": 1}}, page_size=size
+        )
+    assert_invalid("filter", lambda: client.app.search_people({}))
+    assert_invalid(
+        "filter.attribute", lambda: client.app.search_people({"attribute": {"field": "x"}})
+    )
     assert server.requests == []
 
 
