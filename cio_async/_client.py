@@ -13,9 +13,18 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ._config import BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
-from ._dedup import DedupCache, MemoryDedupCache, fingerprint, person_digest
-from ._errors import ClientClosedError, ConfigurationError
-from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
+from ._dedup import DedupCache, MemoryDedupCache, canonical
+from ._encode import to_unix_seconds
+from ._errors import ClientClosedError, ConfigurationError, ValidationError
+from ._model import (
+    Operation,
+    Person,
+    PersonRef,
+    RelationshipRef,
+    as_person,
+    event_payload,
+    person_ident,
+)
 from ._pipeline import FlushResult, Pipeline
 from ._queue import QueueBackend
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -189,7 +198,7 @@ class AsyncCustomerIO:
         """These people changed outside identify()'s cache: drop their dedup entries."""
         if self._dedup is not None:
             for p in people:
-                self._dedup.evict(person_digest(p.key))
+                self._dedup.evict(p.key)
         self._changed(*people)
 
     def _changed(self, *people: Person) -> None:
@@ -220,13 +229,13 @@ class AsyncCustomerIO:
     def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
         # A failed identify must not suppress its own retry.
         if op is not None and op.type == "person" and op.action == "identify" and self._dedup:
-            self._dedup.evict(person_digest(op.key))
+            self._dedup.evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
         if op.type == "person" and op.action == "identify" and self._dedup:
-            self._dedup.evict(person_digest(op.key))
+            self._dedup.evict(op.key)
         if self._user_on_drop is not None:
             self._call_user(self._user_on_drop, op, reason)
 
@@ -332,7 +341,7 @@ class AsyncCustomerIO:
 
     # -- pipeline operations -----------------------------------------------------------
 
-    async def _enqueue(self, op: Operation, wait: bool) -> None:
+    async def _enqueue(self, op: Operation | bytes, wait: bool) -> None:
         if self._state is not _State.RUNNING:
             self._check_open()
         fut = await self._pipeline.admit(op, wait)
@@ -340,14 +349,29 @@ class AsyncCustomerIO:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
 
-    def _enqueue_nowait(self, op: Operation) -> None:
+    def _enqueue_nowait(self, payload: bytes) -> None:
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._pipeline.admit_nowait(op)
+        self._pipeline.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
             raise ConfigurationError("this call needs site_id and track_api_key")
+
+    def _event(
+        self,
+        action: str,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        id: str | None,
+        timestamp: object,
+    ) -> tuple[bytes, str]:
+        # The admission hot path: no Person or Operation objects, one encode.
+        if self._transport._track_auth is None:
+            self._check_track()
+        kind, value = person_ident(person)
+        return event_payload(kind, value, action, name, data, id, timestamp)
 
     def _identify_op(
         self,
@@ -358,8 +382,37 @@ class AsyncCustomerIO:
         subscription_preferences: Mapping[str, Any] | None,
         relationships: Iterable[RelationshipRef] | None,
         dedup: bool,
-    ) -> Operation | None:
-        p = as_person(person)
+    ) -> tuple[Person, Operation | None]:
+        """Build the identify operation, or return None for it when deduplicated."""
+        kind, value = person_ident(person)
+        p = Person._trusted(kind, value)  # type: ignore[arg-type]
+        cache = self._dedup if dedup else None
+        if cache is None:
+            return p, p.identify(
+                attributes,
+                timestamp=timestamp,
+                update_only=update_only,
+                subscription_preferences=subscription_preferences,
+                relationships=relationships,
+            )
+        key = f"{kind}:{value}"
+        if not update_only and subscription_preferences is None and relationships is None:
+            # The common case: a cache hit costs one canonical encode and a dict lookup,
+            # without building (or re-validating) the operation.
+            try:
+                fp: bytes | None = canonical(attributes)
+            except TypeError:
+                fp = None  # not JSON: identify() below raises a ValidationError naming it
+            if fp is not None and cache.seen(key, fp):
+                if timestamp is not None:
+                    to_unix_seconds(timestamp, "timestamp")
+                self._rec.deduplicated += 1
+                return p, None
+            try:
+                return p, p.identify(attributes, timestamp=timestamp)
+            except ValidationError:
+                cache.evict(key)  # invalid input must not suppress a later valid call
+                raise
         op = p.identify(
             attributes,
             timestamp=timestamp,
@@ -367,17 +420,13 @@ class AsyncCustomerIO:
             subscription_preferences=subscription_preferences,
             relationships=relationships,
         )
-        cache = self._dedup
-        if dedup and cache is not None:
-            extra: Any = None
-            if update_only or subscription_preferences is not None or relationships:
-                # Rare: fingerprint the whole operation, minus the timestamp.
-                extra = op.to_dict()
-                extra.pop("timestamp", None)
-            if cache.seen(person_digest(p.key), fingerprint(attributes, extra)):
-                self._rec.deduplicated += 1
-                return None
-        return op
+        # Rare: fingerprint the whole operation, minus its timestamp.
+        body = op.to_dict()
+        body.pop("timestamp", None)
+        if cache.seen(key, canonical(body)):
+            self._rec.deduplicated += 1
+            return p, None
+        return p, op
 
     async def identify(
         self,
@@ -399,7 +448,7 @@ class AsyncCustomerIO:
         ``wait=True``, delivered). ``timestamp`` (default: now) orders updates.
         """
         self._check_track()
-        op = self._identify_op(
+        p, op = self._identify_op(
             person,
             attributes,
             update_only,
@@ -410,7 +459,7 @@ class AsyncCustomerIO:
         )
         if op is None:
             return False
-        self._changed(as_person(person))
+        self._changed(p)
         await self._enqueue(op, wait)
         return True
 
@@ -429,7 +478,7 @@ class AsyncCustomerIO:
         loop thread only, where the cache lives)."""
         self._check_track()
         use_dedup = dedup and self._pipeline.on_loop_thread()
-        op = self._identify_op(
+        p, op = self._identify_op(
             person,
             attributes,
             update_only,
@@ -441,8 +490,8 @@ class AsyncCustomerIO:
         if op is None:
             return False
         if self._person_listeners and self._pipeline.on_loop_thread():
-            self._changed(as_person(person))
-        self._enqueue_nowait(op)
+            self._changed(p)
+        self._enqueue_nowait(op.payload)
         return True
 
     async def track(
@@ -457,10 +506,9 @@ class AsyncCustomerIO:
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
         makes retries harmless: Customer.io ignores repeats of an id."""
-        self._check_track()
-        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("event", person, name, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def track_nowait(
         self,
@@ -475,10 +523,9 @@ class AsyncCustomerIO:
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
         event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
-        self._check_track()
-        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("event", person, name, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def page(
         self,
@@ -491,10 +538,9 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a page view. Returns the event id."""
-        self._check_track()
-        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("page", person, url, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def page_nowait(
         self,
@@ -506,10 +552,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``page`` without awaiting (see ``track_nowait``)."""
-        self._check_track()
-        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("page", person, url, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def screen(
         self,
@@ -522,10 +567,9 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        self._check_track()
-        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("screen", person, name, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def screen_nowait(
         self,
@@ -537,10 +581,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``screen`` without awaiting (see ``track_nowait``)."""
-        self._check_track()
-        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("screen", person, name, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
         """Delete a person."""
@@ -641,7 +684,7 @@ class AsyncCustomerIO:
         self._check_track()
         if self._pipeline.on_loop_thread():
             self._bypassed_dedup(operation)
-        self._enqueue_nowait(operation)
+        self._enqueue_nowait(operation.payload)
 
     async def track_anonymous(
         self,
