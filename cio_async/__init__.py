@@ -35,9 +35,16 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
+from ._integrations import (
+    CLIENT_KEY,
+    aiohttp_cleanup_ctx,
+    asgi_lifespan,
+    install_signal_handlers,
+)
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._pipeline import FlushResult
 from ._queue import MemoryQueue, QueueBackend
+from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
@@ -53,6 +60,7 @@ __all__ = [
     "BatchError",
     "BatchPolicy",
     "BatchResult",
+    "CLIENT_KEY",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
@@ -87,7 +95,11 @@ __all__ = [
     "TrackV2",
     "UnprocessableError",
     "ValidationError",
+    "WorkspaceRouter",
     "__version__",
+    "aiohttp_cleanup_ctx",
+    "asgi_lifespan",
+    "install_signal_handlers",
 ]
 
 # Quiet unless the application configures logging (credentials are never logged).

@@ -29,7 +29,7 @@ from ._pipeline import FlushResult, Pipeline
 from ._queue import QueueBackend
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
-from ._track import TrackV1, TrackV2
+from ._track import AccountRegion, TrackV1, TrackV2
 from ._transport import Transport
 
 __all__ = ["AsyncCustomerIO"]
@@ -152,6 +152,7 @@ class AsyncCustomerIO:
         self.v1 = TrackV1(self._transport, on_person_change=self._forget)
         self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
         self._closing: asyncio.Future[FlushResult] | None = None
+        self._region_checked = False
         self._state = _State.NEW
 
     @classmethod
@@ -257,9 +258,33 @@ class AsyncCustomerIO:
         raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
 
     async def start(self) -> None:
-        """Bind to the running loop and start the sender (done lazily otherwise)."""
+        """Bind to the running loop and start the sender (done lazily otherwise).
+
+        With ``config.region_check`` on, also verifies that the Track credentials
+        belong to the configured region (once).
+        """
         self._check_open()
         self._pipeline._start()
+        if self._config.region_check != "off" and not self._region_checked:
+            self._region_checked = True
+            await self.check_region()
+
+    async def check_region(self) -> AccountRegion:
+        """Ask Customer.io which region these credentials belong to; warn (or raise
+        ``ConfigurationError`` when ``config.region_check == "error"``) if that is not
+        the configured ``Region.US``/``Region.EU``. Custom regions are not compared."""
+        info = await self.v1.get_region()
+        configured = self._config.region
+        if configured.name in ("us", "eu") and info.region.lower() != configured.name:
+            message = (
+                f"these Track credentials belong to the {info.region.upper()} region "
+                f"({info.url}) but the client is configured for {configured.name.upper()} "
+                f"({configured.track_url}); pass region=Region.{info.region.upper()}"
+            )
+            if self._config.region_check == "error":
+                raise ConfigurationError(message)
+            log.warning("cio_async: %s", message)
+        return info
 
     async def __aenter__(self) -> AsyncCustomerIO:
         await self.start()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ._config import BatchPolicy, RetryPolicy
 from ._errors import (
+    APIStatusError,
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
@@ -409,6 +410,7 @@ class Pipeline:
                 await self._deliver(items[mid:], settled)
                 return
             except (AuthenticationError, PermissionDeniedError) as exc:
+                self._rec.batch_sent(len(items), len(body), exc.status, time.monotonic() - t0)
                 self._settle_failed(items, exc, "auth", settled)
                 # Credentials do not fix themselves: fail what is queued now too.
                 self._settle_failed(self._queue.drain(), exc, "auth")
@@ -416,6 +418,8 @@ class Pipeline:
                 self._check_flush_waiters()
                 return
             except CustomerIOError as exc:
+                if isinstance(exc, APIStatusError):
+                    self._rec.batch_sent(len(items), len(body), exc.status, time.monotonic() - t0)
                 retry += 1
                 delay = None
                 if retry < policy.max_attempts and should_retry(exc, policy, idempotent=True):
