@@ -46,6 +46,7 @@ from ._pipeline import FlushResult
 from ._queue import MemoryQueue, QueueBackend
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
+from ._sync import CustomerIO
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
 
@@ -64,6 +65,7 @@ __all__ = [
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
+    "CustomerIO",
     "CustomerIOError",
     "DedupCache",
     "Delivery",
