@@ -46,6 +46,12 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
+from ._integrations import (
+    CLIENT_KEY,
+    aiohttp_cleanup_ctx,
+    asgi_lifespan,
+    install_signal_handlers,
+)
 from ._messages import (
     SendResult,
     TransactionalEmail,
@@ -60,7 +66,9 @@ from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from ._pipeline import FlushResult
 from ._queue import MemoryQueue, QueueBackend
+from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
+from ._sync import CustomerIO
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
 from ._webhooks import (
@@ -84,9 +92,11 @@ __all__ = [
     "BatchError",
     "BatchPolicy",
     "BatchResult",
+    "CLIENT_KEY",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
+    "CustomerIO",
     "CustomerIOError",
     "DedupCache",
     "Delivery",
@@ -133,10 +143,14 @@ __all__ = [
     "ValidationError",
     "WebhookError",
     "WebhookEvent",
+    "WorkspaceRouter",
+    "__version__",
+    "aiohttp_cleanup_ctx",
+    "asgi_lifespan",
+    "install_signal_handlers",
     "parse_webhook",
     "sign_webhook",
     "verify_webhook_signature",
-    "__version__",
 ]
 
 # Quiet unless the application configures logging (credentials are never logged).

@@ -14,14 +14,23 @@ import aiohttp
 
 from ._app import AppAPI
 from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
-from ._dedup import DedupCache, MemoryDedupCache, fingerprint, person_digest
-from ._errors import ClientClosedError, ConfigurationError
-from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
+from ._dedup import DedupCache, MemoryDedupCache, canonical
+from ._encode import to_unix_seconds
+from ._errors import ClientClosedError, ConfigurationError, ValidationError
+from ._model import (
+    Operation,
+    Person,
+    PersonRef,
+    RelationshipRef,
+    as_person,
+    event_payload,
+    person_ident,
+)
 from ._pipeline import FlushResult, Pipeline
 from ._queue import QueueBackend
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
-from ._track import TrackV1, TrackV2
+from ._track import AccountRegion, TrackV1, TrackV2
 from ._transport import Transport
 
 __all__ = ["AsyncCustomerIO"]
@@ -152,6 +161,7 @@ class AsyncCustomerIO:
         self.app = AppAPI(self._transport, config.app, spawn=self.spawn)
         self._person_listeners.append(self.app._person_changed)
         self._closing: asyncio.Future[FlushResult] | None = None
+        self._region_checked = False
         self._state = _State.NEW
 
     @classmethod
@@ -198,7 +208,7 @@ class AsyncCustomerIO:
         """These people changed outside identify()'s cache: drop their dedup entries."""
         if self._dedup is not None:
             for p in people:
-                self._dedup.evict(person_digest(p.key))
+                self._dedup.evict(p.key)
         self._changed(*people)
 
     def _changed(self, *people: Person) -> None:
@@ -229,13 +239,13 @@ class AsyncCustomerIO:
     def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
         # A failed identify must not suppress its own retry.
         if op is not None and op.type == "person" and op.action == "identify" and self._dedup:
-            self._dedup.evict(person_digest(op.key))
+            self._dedup.evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
         if op.type == "person" and op.action == "identify" and self._dedup:
-            self._dedup.evict(person_digest(op.key))
+            self._dedup.evict(op.key)
         if self._user_on_drop is not None:
             self._call_user(self._user_on_drop, op, reason)
 
@@ -257,9 +267,33 @@ class AsyncCustomerIO:
         raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
 
     async def start(self) -> None:
-        """Bind to the running loop and start the sender (done lazily otherwise)."""
+        """Bind to the running loop and start the sender (done lazily otherwise).
+
+        With ``config.region_check`` on, also verifies that the Track credentials
+        belong to the configured region (once).
+        """
         self._check_open()
         self._pipeline._start()
+        if self._config.region_check != "off" and not self._region_checked:
+            self._region_checked = True
+            await self.check_region()
+
+    async def check_region(self) -> AccountRegion:
+        """Ask Customer.io which region these credentials belong to; warn (or raise
+        ``ConfigurationError`` when ``config.region_check == "error"``) if that is not
+        the configured ``Region.US``/``Region.EU``. Custom regions are not compared."""
+        info = await self.v1.get_region()
+        configured = self._config.region
+        if configured.name in ("us", "eu") and info.region.lower() != configured.name:
+            message = (
+                f"these Track credentials belong to the {info.region.upper()} region "
+                f"({info.url}) but the client is configured for {configured.name.upper()} "
+                f"({configured.track_url}); pass region=Region.{info.region.upper()}"
+            )
+            if self._config.region_check == "error":
+                raise ConfigurationError(message)
+            log.warning("cio_async: %s", message)
+        return info
 
     async def __aenter__(self) -> AsyncCustomerIO:
         await self.start()
@@ -342,7 +376,7 @@ class AsyncCustomerIO:
 
     # -- pipeline operations -----------------------------------------------------------
 
-    async def _enqueue(self, op: Operation, wait: bool) -> None:
+    async def _enqueue(self, op: Operation | bytes, wait: bool) -> None:
         if self._state is not _State.RUNNING:
             self._check_open()
         fut = await self._pipeline.admit(op, wait)
@@ -350,14 +384,29 @@ class AsyncCustomerIO:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
 
-    def _enqueue_nowait(self, op: Operation) -> None:
+    def _enqueue_nowait(self, payload: bytes) -> None:
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._pipeline.admit_nowait(op)
+        self._pipeline.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
             raise ConfigurationError("this call needs site_id and track_api_key")
+
+    def _event(
+        self,
+        action: str,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        id: str | None,
+        timestamp: object,
+    ) -> tuple[bytes, str]:
+        # The admission hot path: no Person or Operation objects, one encode.
+        if self._transport._track_auth is None:
+            self._check_track()
+        kind, value = person_ident(person)
+        return event_payload(kind, value, action, name, data, id, timestamp)
 
     def _identify_op(
         self,
@@ -368,8 +417,37 @@ class AsyncCustomerIO:
         subscription_preferences: Mapping[str, Any] | None,
         relationships: Iterable[RelationshipRef] | None,
         dedup: bool,
-    ) -> Operation | None:
-        p = as_person(person)
+    ) -> tuple[Person, Operation | None]:
+        """Build the identify operation, or return None for it when deduplicated."""
+        kind, value = person_ident(person)
+        p = Person._trusted(kind, value)  # type: ignore[arg-type]
+        cache = self._dedup if dedup else None
+        if cache is None:
+            return p, p.identify(
+                attributes,
+                timestamp=timestamp,
+                update_only=update_only,
+                subscription_preferences=subscription_preferences,
+                relationships=relationships,
+            )
+        key = f"{kind}:{value}"
+        if not update_only and subscription_preferences is None and relationships is None:
+            # The common case: a cache hit costs one canonical encode and a dict lookup,
+            # without building (or re-validating) the operation.
+            try:
+                fp: bytes | None = canonical(attributes)
+            except TypeError:
+                fp = None  # not JSON: identify() below raises a ValidationError naming it
+            if fp is not None and cache.seen(key, fp):
+                if timestamp is not None:
+                    to_unix_seconds(timestamp, "timestamp")
+                self._rec.deduplicated += 1
+                return p, None
+            try:
+                return p, p.identify(attributes, timestamp=timestamp)
+            except ValidationError:
+                cache.evict(key)  # invalid input must not suppress a later valid call
+                raise
         op = p.identify(
             attributes,
             timestamp=timestamp,
@@ -377,17 +455,13 @@ class AsyncCustomerIO:
             subscription_preferences=subscription_preferences,
             relationships=relationships,
         )
-        cache = self._dedup
-        if dedup and cache is not None:
-            extra: Any = None
-            if update_only or subscription_preferences is not None or relationships:
-                # Rare: fingerprint the whole operation, minus the timestamp.
-                extra = op.to_dict()
-                extra.pop("timestamp", None)
-            if cache.seen(person_digest(p.key), fingerprint(attributes, extra)):
-                self._rec.deduplicated += 1
-                return None
-        return op
+        # Rare: fingerprint the whole operation, minus its timestamp.
+        body = op.to_dict()
+        body.pop("timestamp", None)
+        if cache.seen(key, canonical(body)):
+            self._rec.deduplicated += 1
+            return p, None
+        return p, op
 
     async def identify(
         self,
@@ -409,7 +483,7 @@ class AsyncCustomerIO:
         ``wait=True``, delivered). ``timestamp`` (default: now) orders updates.
         """
         self._check_track()
-        op = self._identify_op(
+        p, op = self._identify_op(
             person,
             attributes,
             update_only,
@@ -420,7 +494,7 @@ class AsyncCustomerIO:
         )
         if op is None:
             return False
-        self._changed(as_person(person))
+        self._changed(p)
         await self._enqueue(op, wait)
         return True
 
@@ -439,7 +513,7 @@ class AsyncCustomerIO:
         loop thread only, where the cache lives)."""
         self._check_track()
         use_dedup = dedup and self._pipeline.on_loop_thread()
-        op = self._identify_op(
+        p, op = self._identify_op(
             person,
             attributes,
             update_only,
@@ -451,8 +525,8 @@ class AsyncCustomerIO:
         if op is None:
             return False
         if self._person_listeners and self._pipeline.on_loop_thread():
-            self._changed(as_person(person))
-        self._enqueue_nowait(op)
+            self._changed(p)
+        self._enqueue_nowait(op.payload)
         return True
 
     async def track(
@@ -467,10 +541,9 @@ class AsyncCustomerIO:
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
         makes retries harmless: Customer.io ignores repeats of an id."""
-        self._check_track()
-        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("event", person, name, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def track_nowait(
         self,
@@ -485,10 +558,9 @@ class AsyncCustomerIO:
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
         event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
-        self._check_track()
-        op = as_person(person).event(name, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("event", person, name, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def page(
         self,
@@ -501,10 +573,9 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a page view. Returns the event id."""
-        self._check_track()
-        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("page", person, url, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def page_nowait(
         self,
@@ -516,10 +587,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``page`` without awaiting (see ``track_nowait``)."""
-        self._check_track()
-        op = as_person(person).page(url, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("page", person, url, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def screen(
         self,
@@ -532,10 +602,9 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        self._check_track()
-        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
-        await self._enqueue(op, wait)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("screen", person, name, data, id, timestamp)
+        await self._enqueue(payload, wait)
+        return event_id
 
     def screen_nowait(
         self,
@@ -547,10 +616,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``screen`` without awaiting (see ``track_nowait``)."""
-        self._check_track()
-        op = as_person(person).screen(name, data, id=id, timestamp=timestamp)
-        self._enqueue_nowait(op)
-        return op.event_id  # type: ignore[return-value]
+        payload, event_id = self._event("screen", person, name, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
 
     async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
         """Delete a person."""
@@ -651,7 +719,7 @@ class AsyncCustomerIO:
         self._check_track()
         if self._pipeline.on_loop_thread():
             self._bypassed_dedup(operation)
-        self._enqueue_nowait(operation)
+        self._enqueue_nowait(operation.payload)
 
     async def track_anonymous(
         self,

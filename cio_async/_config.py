@@ -305,6 +305,9 @@ class ClientConfig:
     ``app`` holds the App API's rate limits, lookup cache and retry rule.
     ``dedup_ttl``/``dedup_max_entries`` size the identify dedup cache (0 disables
     it); calls slower than ``slow_call_threshold`` seconds are logged at WARNING.
+    ``region_check`` asks Customer.io which region the Track credentials belong to
+    when the client starts (``GET /api/v1/accounts/region``) and warns or raises if
+    it is not the configured ``Region.US``/``Region.EU``.
     """
 
     site_id: str | None = None
@@ -318,6 +321,7 @@ class ClientConfig:
     dedup_ttl: float = 300.0
     dedup_max_entries: int = 10_000
     slow_call_threshold: float | None = 2.0
+    region_check: Literal["off", "warn", "error"] = "off"
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = 5
 
@@ -337,6 +341,8 @@ class ClientConfig:
             raise ConfigurationError("max_redirects must not be negative")
         if self.dedup_ttl < 0 or self.dedup_max_entries < 0:
             raise ConfigurationError("dedup_ttl and dedup_max_entries must not be negative")
+        if self.region_check not in ("off", "warn", "error"):
+            raise ConfigurationError("region_check must be 'off', 'warn' or 'error'")
         if self.slow_call_threshold is not None and self.slow_call_threshold <= 0:
             raise ConfigurationError("slow_call_threshold must be positive or None")
 

@@ -1,15 +1,13 @@
 """Identify deduplication: skip an identify identical to the last one sent for a person.
 
-The cache keeps one entry per person: a fixed-size hash of the person's identifier
-mapped to a hash of the attributes last sent and an expiry time. Only an identify
-equal to the *latest* one is skipped, so A, B, A sends all three (the third restores
-A). Keys are hashed with BLAKE2b so a shared backend (many processes deduplicating
-together) can use the same keys.
+The cache keeps one entry per person: the person's identifier mapped to a hash of the
+attributes last queued and an expiry time. Only an identify equal to the *latest* one
+is skipped, so A, B, A sends all three (the third restores A). Attributes are
+fingerprinted canonically (sorted keys at every level), so key order never matters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -22,26 +20,25 @@ from ._encode import json_default
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def person_digest(person_key: str) -> bytes:
-    """16-byte key for a person (``kind:value``)."""
-    return hashlib.blake2b(person_key.encode(), digest_size=16).digest()
-
-
-def fingerprint(attributes: Mapping[str, Any] | None, extra: Any = None) -> bytes:
-    """16-byte canonical hash of identify attributes: key order does not matter."""
-    data = orjson.dumps((attributes or {}, extra), default=json_default, option=_OPTS)
-    return hashlib.blake2b(data, digest_size=16).digest()
+def canonical(attributes: Mapping[str, Any] | None, extra: Any = None) -> bytes:
+    """Canonical bytes of identify attributes (plus ``extra`` options): key order does
+    not matter. Raises TypeError for values that are not JSON."""
+    if extra is None:
+        return orjson.dumps(attributes or {}, default=json_default, option=_OPTS)
+    return orjson.dumps((attributes or {}, extra), default=json_default, option=_OPTS)
 
 
 class DedupCache(Protocol):
     """Where identify fingerprints live. ``MemoryDedupCache`` is the default; a shared
-    backend implements the same three methods."""
+    backend (many processes deduplicating together) implements the same methods and
+    hashes ``person_key``/``fingerprint`` however it stores them."""
 
-    def seen(self, person: bytes, fp: bytes) -> bool:
-        """True if ``fp`` is the live entry for ``person``; otherwise record it."""
+    def seen(self, person_key: str, fingerprint: bytes) -> bool:
+        """True if ``fingerprint`` is the live entry for ``person_key``; otherwise
+        record it as the person's latest and return False."""
 
-    def evict(self, person: bytes) -> None:
-        """Forget ``person`` (after delete/suppress/merge, or a failed identify)."""
+    def evict(self, person_key: str) -> None:
+        """Forget a person (after delete/suppress/merge, or a failed identify)."""
 
     def __len__(self) -> int: ...
 
@@ -49,8 +46,9 @@ class DedupCache(Protocol):
 class MemoryDedupCache:
     """A bounded LRU with a monotonic-clock TTL. No tasks, no locks: loop-thread only.
 
-    Each entry costs about 300 bytes (two 16-byte digests, a float, the dict slot);
-    ``max_entries`` bounds memory (10,000 entries is about 3 MB).
+    Keys and fingerprints are stored as 64-bit hashes (fixed size whatever the
+    identifier or attributes), so an entry costs about 250 bytes including the dict
+    slot; ``max_entries`` bounds memory (10,000 entries is about 2.5 MB).
     """
 
     __slots__ = ("_clock", "_data", "max_entries", "ttl")
@@ -64,26 +62,28 @@ class MemoryDedupCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._data: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self._data: OrderedDict[int, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def seen(self, person: bytes, fp: bytes) -> bool:
+    def seen(self, person_key: str, fingerprint: bytes) -> bool:
         now = self._clock()
         data = self._data
-        entry = data.get(person)
+        key = hash(person_key)
+        fp = hash(fingerprint)
+        entry = data.get(key)
         if entry is not None and entry[0] == fp and entry[1] > now:
-            data.move_to_end(person)
+            data.move_to_end(key)
             return True
-        data[person] = (fp, now + self.ttl)
-        data.move_to_end(person)
+        data[key] = (fp, now + self.ttl)
+        data.move_to_end(key)
         if len(data) > self.max_entries:
             data.popitem(last=False)
         return False
 
-    def evict(self, person: bytes) -> None:
-        self._data.pop(person, None)
+    def evict(self, person_key: str) -> None:
+        self._data.pop(hash(person_key), None)
 
     def clear(self) -> None:
         self._data.clear()

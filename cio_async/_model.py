@@ -16,7 +16,7 @@ from ._encode import dumps, loads, new_ulid, to_unix_seconds
 from ._errors import ValidationError
 from ._validate import (
     MAX_EVENT_NAME_BYTES,
-    MAX_ID_BYTES,
+    MAX_OPERATION_BYTES,
     check_attributes,
     check_id,
     check_operation_size,
@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 PersonKind = Literal["id", "email", "cio_id", "phone"]
+#: Plain-string ids up to this many ASCII characters cannot exceed the byte limit.
+_FAST_ID_CHARS: Final = 150
 _PERSON_KINDS: Final = ("id", "email", "cio_id", "phone")
 #: Identify attributes with a special meaning; they do not count against the 300.
 RESERVED_ATTRIBUTES: Final = frozenset(
@@ -224,18 +226,10 @@ class Person(_Frozen):
         id: str | None,
         timestamp: object,
     ) -> Operation:
-        check_text(name_field, name, MAX_EVENT_NAME_BYTES if action != "page" else 2048)
-        event_id = new_ulid() if id is None else check_id("id", id)
-        extra: dict[str, Any] = {
-            "name": name,
-            "id": event_id,
-            "timestamp": _ts(timestamp, "timestamp"),
-        }
-        if attributes:
-            if not isinstance(attributes, Mapping):
-                raise ValidationError("attributes", "must be a mapping")
-            extra["attributes"] = attributes
-        return self._op(action, extra, event_id)
+        payload, event_id = event_payload(
+            self.kind, self.value, action, name, attributes, id, timestamp
+        )
+        return Operation(payload, "person", action, self.key, event_id)
 
     def delete(self) -> Operation:
         """Delete this person."""
@@ -293,13 +287,56 @@ class Person(_Frozen):
         return Operation._build(body, "person", "merge", self.key, None)
 
 
+def person_ident(ref: PersonRef) -> tuple[str, str]:
+    """``(kind, value)`` of a person reference; the hot path skips building a Person."""
+    if type(ref) is str and 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii():
+        if "@" in ref:
+            return "email", ref
+        if not ref.startswith("cio_") and not ref.isspace():
+            return "id", ref
+    p = as_person(ref)
+    return p.kind, p.value
+
+
+def event_payload(
+    kind: str,
+    value: str,
+    action: str,
+    name: str,
+    attributes: Mapping[str, Any] | None,
+    id: str | None,
+    timestamp: object,
+) -> tuple[bytes, str]:
+    """Validate and encode a person event/page/screen; return ``(payload, event_id)``.
+
+    This is the admission hot path: one dict, one orjson call, cheap checks first.
+    """
+    limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
+    if type(name) is not str or not name or len(name) * 4 > limit or name.isspace():
+        check_text("url" if action == "page" else "name", name, limit)
+    event_id = new_ulid() if id is None else check_id("id", id)
+    body: dict[str, Any] = {
+        "type": "person",
+        "action": action,
+        "identifiers": {kind: value},
+        "name": name,
+        "id": event_id,
+        "timestamp": int(_now()) if timestamp is None else to_unix_seconds(timestamp, "timestamp"),
+    }
+    if attributes:
+        if not isinstance(attributes, Mapping):
+            raise ValidationError("attributes", "must be a mapping")
+        body["attributes"] = attributes
+    return _encode_op(body), event_id
+
+
 def as_person(ref: PersonRef, field: str = "person") -> Person:
     """Coerce a person reference (Person, str, int or one-key mapping) to a ``Person``."""
     if isinstance(ref, Person):
         return ref
     if isinstance(ref, str):
         # Fast path for the common case; same rules as Person() plus shape detection.
-        if 0 < len(ref) <= MAX_ID_BYTES // 4 and ref.isascii() and not ref.isspace():
+        if 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii() and not ref.isspace():
             if "@" in ref:
                 return Person._trusted("email", ref)
             if ref.startswith("cio_"):
@@ -535,18 +572,32 @@ class Operation:
         action = body.get("action")
         if not isinstance(type_, str) or not isinstance(action, str):
             raise ValidationError("operation", "needs string 'type' and 'action' fields")
-        idents = body.get("primary") if action == "merge" else body.get("identifiers")
-        if type_ == "person" and isinstance(idents, Mapping) and len(idents) == 1:
-            ((kind, value),) = idents.items()
-            key = f"{kind}:{value}"  # the same key Person builders use
-        elif isinstance(idents, Mapping):
-            key = "obj:" + ":".join(str(v) for v in idents.values())
-        else:
-            key = type_
+        key = _key_of(type_, action, body)
         eid = body.get("id") if action in ("event", "page", "screen") else None
         return cls(
             _encode_op(dict(body)), type_, action, key, eid if isinstance(eid, str) else None
         )
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Operation:
+        """Rebuild the ``Operation`` of an encoded payload (for callbacks on the rare
+        failure and drop paths: the queue keeps only bytes)."""
+        body = loads(payload)
+        type_, action = str(body.get("type", "")), str(body.get("action", ""))
+        eid = body.get("id") if action in ("event", "page", "screen") else None
+        return cls(
+            bytes(payload),
+            type_,
+            action,
+            _key_of(type_, action, body),
+            eid if isinstance(eid, str) else None,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Operation) and self.payload == other.payload
+
+    def __hash__(self) -> int:
+        return hash(self.payload)
 
     def to_dict(self) -> dict[str, Any]:
         """The operation as a dict (decoded from its payload)."""
@@ -560,13 +611,30 @@ class Operation:
         return f"<Operation {self.type}.{self.action} {self.key} {len(self.payload)}B>"
 
 
+def _key_of(type_: str, action: str, body: Mapping[str, Any]) -> str:
+    idents = body.get("primary") if action == "merge" else body.get("identifiers")
+    if type_ == "person" and isinstance(idents, Mapping) and len(idents) == 1:
+        ((kind, value),) = idents.items()
+        return f"{kind}:{value}"  # the same key Person builders use
+    if type_ == "delivery" and isinstance(idents, Mapping):
+        return f"dlv:{idents.get('id')}"
+    if isinstance(idents, Mapping):
+        return "obj:" + ":".join(str(v) for v in idents.values())
+    return type_
+
+
 def _encode_op(body: dict[str, Any]) -> bytes:
     try:
         payload = dumps(body)
     except (TypeError, ValueError):
         encode_checked("operation", body)  # raises with the offending path
         raise
-    return check_operation_size(payload)
+    if len(payload) > MAX_OPERATION_BYTES:
+        check_operation_size(payload)
+    # orjson hands back an over-allocated buffer; keeping hundreds of thousands of those
+    # queued fragments the heap and made each later encode ~5x slower (measured: 2.6 µs
+    # vs 0.5 µs per encode with 300k queued). A compact copy costs ~0.1 µs.
+    return memoryview(payload).tobytes()
 
 
 def _ts(value: object, field: str) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ._config import BatchPolicy, RetryPolicy
 from ._errors import (
+    APIStatusError,
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
@@ -38,6 +39,7 @@ from ._track import parse_batch_errors
 from ._transport import Transport
 
 log = logging.getLogger("cio_async")
+_get_ident = threading.get_ident
 
 _HEAD = b'{"batch":['
 _TAIL = b"]}"
@@ -110,6 +112,7 @@ class Pipeline:
         self._max_bytes = policy.max_queue_bytes
         self._batch_events = policy.max_batch_events
         self._batch_bytes = policy.max_batch_bytes
+        self._block = policy.when_full == "block"
 
     # -- state -------------------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class Pipeline:
 
     @property
     def queue_bytes(self) -> int:
-        return self._queue.bytes
+        return self._queue.nbytes
 
     @property
     def in_flight(self) -> int:
@@ -159,21 +162,23 @@ class Pipeline:
 
     def _full(self, size: int) -> bool:
         q = self._queue
-        return q.events >= self._max_events or q.bytes + size > self._max_bytes
+        return q.events >= self._max_events or q.nbytes + size > self._max_bytes
 
-    async def admit(self, op: Operation, wait: bool) -> asyncio.Future[None] | None:
+    async def admit(self, op: Operation | bytes, wait: bool) -> asyncio.Future[None] | None:
         """Queue ``op`` (waiting for space under the ``block`` policy)."""
         if self._loop is None or self._loop is not asyncio.get_running_loop():
             self._start()
         self._check_admission()
-        if self._policy.when_full == "block" and self._full(len(op.payload)):
-            await self._wait_for_space(len(op.payload))
-        fut: asyncio.Future[None] | None = None
-        if wait:
-            assert self._loop is not None
-            fut = self._loop.create_future()
-            fut.add_done_callback(_consume)
-        self._admit(op, fut)
+        payload = op.payload if isinstance(op, Operation) else op
+        if self._policy.when_full == "block" and self._full(len(payload)):
+            await self._wait_for_space(len(payload))
+        if not wait:
+            self._admit(payload)
+            return None
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        fut.add_done_callback(_consume)
+        self._admit(Waited(op if isinstance(op, Operation) else Operation.from_payload(op), fut))
         return fut
 
     async def _wait_for_space(self, size: int) -> None:
@@ -187,7 +192,7 @@ class Pipeline:
                 self._rec.refused += 1
                 raise QueueFullError(
                     f"delivery queue full ({self._queue.events} operations, "
-                    f"{self._queue.bytes} bytes) for {self._policy.block_timeout}s"
+                    f"{self._queue.nbytes} bytes) for {self._policy.block_timeout}s"
                 )
             self._space.clear()
             try:
@@ -196,14 +201,18 @@ class Pipeline:
                 pass
         self._check_admission()
 
-    def admit_nowait(self, op: Operation) -> None:
-        """Queue ``op`` without waiting; callable from any thread."""
-        if threading.get_ident() == self._thread_id:
-            self._check_admission()
-            if self._policy.when_full == "block" and self._full(len(op.payload)):
+    def admit_nowait(self, payload: bytes) -> None:
+        """Queue an encoded operation without waiting; callable from any thread."""
+        if _get_ident() == self._thread_id:
+            if self._closing or self._dead is not None:
+                self._check_admission()
+            q = self._queue
+            if self._block and (
+                q.events >= self._max_events or q.nbytes + len(payload) > self._max_bytes
+            ):
                 self._rec.refused += 1
                 raise QueueFullError("delivery queue full; a non-waiting call cannot block")
-            self._admit(op, None)
+            self._admit(payload)
             return
         loop = self._loop
         if loop is None:
@@ -216,27 +225,27 @@ class Pipeline:
                     "from other threads"
                 ) from None
             self._start()
-            self.admit_nowait(op)
+            self.admit_nowait(payload)
             return
         self._check_admission()
-        loop.call_soon_threadsafe(self._admit_from_thread, op)
+        loop.call_soon_threadsafe(self._admit_from_thread, payload)
 
-    def _admit_from_thread(self, op: Operation) -> None:
+    def _admit_from_thread(self, payload: bytes) -> None:
         if self._closing or self._dead is not None:
             self._rec.admitted += 1
-            self._drop([op], "shutdown" if self._closing else "sender_died")
+            self._settle_dropped([payload], "shutdown" if self._closing else "sender_died")
             return
-        if self._policy.when_full == "block" and self._full(len(op.payload)):
+        if self._policy.when_full == "block" and self._full(len(payload)):
             self._rec.admitted += 1
-            self._drop([op], "queue_full")
+            self._settle_dropped([payload], "queue_full")
             return
-        self._admit(op, None)
+        self._admit(payload)
 
-    def _admit(self, op: Operation, fut: asyncio.Future[None] | None) -> None:
+    def _admit(self, item: bytes) -> None:
         q = self._queue
-        size = len(op.payload)
+        size = len(item)
         rec = self._rec
-        if q.events >= self._max_events or q.bytes + size > self._max_bytes:
+        if q.events >= self._max_events or q.nbytes + size > self._max_bytes:
             if self._policy.when_full == "drop_oldest":
                 evicted: list[Item] = []
                 while q.events and self._full(size):
@@ -247,14 +256,14 @@ class Pipeline:
                 self._check_flush_waiters()
             elif self._policy.when_full == "drop_newest":
                 rec.admitted += 1
-                self._settle_dropped([Waited(op, fut) if fut else op], "queue_full")
+                self._settle_dropped([item], "queue_full")
                 return
-        q.append(Waited(op, fut) if fut is not None else op)
+        q.append(item)
         rec.admitted += 1
-        if fut is not None:
+        if type(item) is Waited:
             self._waited_queued += 1
             self._wake_sender()
-        elif q.events >= self._batch_events or q.bytes >= self._batch_bytes:
+        elif q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
             self._wake_sender()
         elif self._timer is None and not self._linger_due:
             assert self._loop is not None
@@ -281,7 +290,7 @@ class Pipeline:
             or self._closing
             or q.head_seq < self._flush_target
             or q.events >= self._batch_events
-            or q.bytes >= self._batch_bytes
+            or q.nbytes >= self._batch_bytes
         )
 
     async def _run(self) -> None:
@@ -370,7 +379,7 @@ class Pipeline:
 
     async def _deliver(self, items: Sequence[Item], settled: set[int]) -> None:
         policy: RetryPolicy = self._policy.retry
-        body = b"".join((_HEAD, b",".join([i.payload for i in items]), _TAIL))
+        body = b"".join((_HEAD, b",".join(items), _TAIL))
         started = time.monotonic()
         retry = 0
         while True:
@@ -401,6 +410,7 @@ class Pipeline:
                 await self._deliver(items[mid:], settled)
                 return
             except (AuthenticationError, PermissionDeniedError) as exc:
+                self._rec.batch_sent(len(items), len(body), exc.status, time.monotonic() - t0)
                 self._settle_failed(items, exc, "auth", settled)
                 # Credentials do not fix themselves: fail what is queued now too.
                 self._settle_failed(self._queue.drain(), exc, "auth")
@@ -408,6 +418,8 @@ class Pipeline:
                 self._check_flush_waiters()
                 return
             except CustomerIOError as exc:
+                if isinstance(exc, APIStatusError):
+                    self._rec.batch_sent(len(items), len(body), exc.status, time.monotonic() - t0)
                 retry += 1
                 delay = None
                 if retry < policy.max_attempts and should_retry(exc, policy, idempotent=True):

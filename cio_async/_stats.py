@@ -73,6 +73,8 @@ class Stats:
     """A point-in-time snapshot of what the client did (``client.stats()``).
 
     Accounting: ``admitted == delivered + failed_total + dropped_total + pending``.
+    ``batches_sent`` counts batch requests Customer.io answered (any status, retries
+    included); ``batch_events_*``/``batch_bytes_*`` describe those requests.
     ``refused`` counts calls turned away at admission (``QueueFullError``): they were
     never admitted, and the caller got the error.
     """

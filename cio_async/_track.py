@@ -155,6 +155,22 @@ class TrackV1:
             body["data"] = data
         return body
 
+    async def _person_event(
+        self,
+        kind: str | None,
+        op: str,
+        person: PersonRef,
+        name: str,
+        data: Any,
+        id: str | None,
+        timestamp: object,
+    ) -> str:
+        p = as_person(person)
+        name_field, limit = ("url", 2048) if kind == "page" else ("name", MAX_EVENT_NAME_BYTES)
+        body = self._event_body(kind, name, name_field, data, id, timestamp, limit)
+        await self._call("POST", f"/api/v1/customers/{p.v1_path}/events", op, dumps(body))
+        return str(body["id"])
+
     async def track(
         self,
         person: PersonRef,
@@ -165,10 +181,7 @@ class TrackV1:
         timestamp: object = None,
     ) -> str:
         """Record an event for a person. Returns the event id (a ULID unless given)."""
-        p = as_person(person)
-        body = self._event_body(None, name, "name", data, id, timestamp, MAX_EVENT_NAME_BYTES)
-        await self._call("POST", f"/api/v1/customers/{p.v1_path}/events", "track", dumps(body))
-        return str(body["id"])
+        return await self._person_event(None, "track", person, name, data, id, timestamp)
 
     async def page(
         self,
@@ -180,10 +193,7 @@ class TrackV1:
         timestamp: object = None,
     ) -> str:
         """Record a page view (``url`` is the page URL or path). Returns the event id."""
-        p = as_person(person)
-        body = self._event_body("page", url, "url", data, id, timestamp, 2048)
-        await self._call("POST", f"/api/v1/customers/{p.v1_path}/events", "page", dumps(body))
-        return str(body["id"])
+        return await self._person_event("page", "page", person, url, data, id, timestamp)
 
     async def screen(
         self,
@@ -195,10 +205,7 @@ class TrackV1:
         timestamp: object = None,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        p = as_person(person)
-        body = self._event_body("screen", name, "name", data, id, timestamp, MAX_EVENT_NAME_BYTES)
-        await self._call("POST", f"/api/v1/customers/{p.v1_path}/events", "screen", dumps(body))
-        return str(body["id"])
+        return await self._person_event("screen", "screen", person, name, data, id, timestamp)
 
     async def track_anonymous(
         self,

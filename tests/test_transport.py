@@ -237,3 +237,50 @@ async def test_stand_in_counts_new_connections_for_rtt(server: StandIn) -> None:
             async with s.get(server.url + "/api/v1/accounts/region") as r:
                 await r.read()
     assert server.connections == 4
+
+
+async def test_tls_verification_is_on_and_a_custom_context_works() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    async with StandIn(ssl_context=server_ctx) as server:
+        assert server.url.startswith("https://")
+        # Default: system trust store, which does not know our CA.
+        async with AsyncCustomerIO(**server.client_kwargs(), retry=FAST_RETRY) as c:
+            with pytest.raises(APIConnectionError, match="certificate") as err:
+                await c.v1.get_region()
+            assert err.value.surely_not_sent
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        async with AsyncCustomerIO(
+            **server.client_kwargs(), pool=PoolConfig(ssl_context=client_ctx)
+        ) as c:
+            assert (await c.v1.get_region()).region == "us"
+    assert server.connections >= 1
+
+
+async def test_dns_failures_map_to_not_sent_connection_errors() -> None:
+    # A DNS failure cannot be produced on loopback without a resolver; a mock adds
+    # exactly what a server cannot here.
+    from aioresponses import aioresponses
+
+    os_error = OSError(-2, "Name or service not known")
+    dns_error = aiohttp.ClientConnectorDNSError(
+        aiohttp.client_reqrep.ConnectionKey("nowhere.invalid", 443, True, True, None, None, None),
+        os_error,
+    )
+    async with AsyncCustomerIO(
+        "s", "k", region=Region.custom("https://nowhere.invalid"), retry=FAST_RETRY
+    ) as c:
+        with aioresponses() as mocked:
+            for _ in range(FAST_RETRY.max_attempts):
+                mocked.get("https://nowhere.invalid/api/v1/accounts/region", exception=dns_error)
+            with pytest.raises(APIConnectionError, match="DNS") as err:
+                await c.v1.get_region()
+    assert err.value.surely_not_sent
+    assert err.value.retryable
+    assert "k" not in str(err.value).split()

@@ -31,7 +31,7 @@ from cio_async._retry import parse_retry_after
 
 def test_exports_are_sorted_complete_and_public() -> None:
     names = cio_async.__all__
-    assert names == sorted(names, key=lambda n: (n.startswith("__"), n))
+    assert names == sorted(names)
     for name in names:
         obj = getattr(cio_async, name)
         if isinstance(obj, type):

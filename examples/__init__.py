@@ -1,0 +1,1 @@
+"""Worked examples; each one is exercised by the test suite."""
