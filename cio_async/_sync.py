@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import os
 import queue
 import threading
@@ -86,21 +87,38 @@ class _Runner:
             self._stop()
 
 
-class _V1Proxy:
-    """``client.v1`` with every coroutine method run to completion on the loop."""
+class _Proxy:
+    """``client.v1`` / ``client.app`` for sync code: every method runs on the loop
+    thread; coroutines are awaited there, async iterators (``app.search_people``) are
+    collected into a list."""
 
-    def __init__(self, owner: CustomerIO) -> None:
+    def __init__(self, owner: CustomerIO, attr: str) -> None:
         self._owner = owner
+        self._attr = attr
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
+        attr = self._attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._owner._call_on(lambda c: getattr(c.v1, name), *args, **kwargs)
+            return self._owner._call_on(
+                lambda c: functools.partial(_resolve, getattr(getattr(c, attr), name)),
+                *args,
+                **kwargs,
+            )
 
         call.__name__ = name
         return call
+
+
+async def _resolve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    if hasattr(result, "__aiter__") and hasattr(result, "collect"):
+        return await result.collect()
+    return result
 
 
 class CustomerIO:
@@ -112,6 +130,8 @@ class CustomerIO:
         cio.identify("42", {"plan": "pro"})
         cio.track("42", "purchase", {"amount": 30})     # returns at once
         cio.v1.submit_form("newsletter", {"email": "a@example.com"})
+        cio.app.send(TransactionalEmail(...))            # App API, same methods
+
         cio.close()                                       # or use `with CustomerIO(...)`
 
     Callbacks (``on_error``, ``on_drop``, hooks) run on the loop thread.
@@ -123,7 +143,8 @@ class CustomerIO:
         self._lock = threading.Lock()
         self._closed = False
         self._current: _Runner | None = None
-        self.v1 = _V1Proxy(self)
+        self.v1: Any = _Proxy(self, "v1")
+        self.app: Any = _Proxy(self, "app")
         self._runner()
         atexit.register(_close_at_exit, weakref.ref(self))
 

@@ -62,6 +62,18 @@ def test_sync_client_end_to_end(threaded_server: StandIn) -> None:
     assert cio.close().delivered == 0  # idempotent
 
 
+def test_sync_app_api(threaded_server: StandIn) -> None:
+    with CustomerIO(**threaded_server.client_kwargs(), batch=FAST) as cio:
+        cio.identify("42", {"plan": "pro"}, wait=True)
+        attrs = cio.app.get_attributes("42")
+        found = cio.app.search_people(
+            {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}
+        )
+    assert attrs is not None
+    assert attrs.attributes["plan"] == "pro"
+    assert [p.id for p in found] == ["42"]
+
+
 def test_fork_child_never_resends_parent_queue(threaded_server: StandIn) -> None:
     cio = CustomerIO(
         **threaded_server.client_kwargs(), batch=BatchPolicy(linger=3600, retry=FAST.retry)

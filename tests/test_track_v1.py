@@ -84,6 +84,19 @@ async def test_identifiers_are_percent_encoded(client: AsyncCustomerIO, server: 
     assert server.ops()[0].identifiers == {"id": "a/b c+d?é~._-"}
 
 
+async def test_percent_signs_survive_the_round_trip(
+    client: AsyncCustomerIO, server: StandIn
+) -> None:
+    await client.v1.identify("x%41y", {"a": 1})
+    await client.v1.delete_device("x%41y", "tok%2F1")
+    assert [r.raw_path for r in server.requests] == [
+        "/api/v1/customers/x%2541y",
+        "/api/v1/customers/x%2541y/devices/tok%252F1",
+    ]
+    assert [o.identifiers for o in server.ops()] == [{"id": "x%41y"}, {"id": "x%41y"}]
+    assert server.ops()[1].body == {"device_id": "tok%2F1"}
+
+
 async def test_cio_id_gets_prefix_in_v1_path(client: AsyncCustomerIO, server: StandIn) -> None:
     await client.v1.delete(Person(cio_id="03000001"))
     await client.v1.delete("cio_03000002")

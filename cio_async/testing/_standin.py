@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -567,7 +566,7 @@ class StandIn:
     @staticmethod
     def _v1_identifier(request: web.Request) -> dict[str, str]:
         raw = request.match_info["identifier"]
-        value = unquote(raw)
+        value = raw  # aiohttp has already percent-decoded match_info
         if not value.strip():
             raise _Invalid("identifier", "is blank")
         if _b(value) > MAX_ID_BYTES + 4:
@@ -666,7 +665,7 @@ class StandIn:
 
     async def _v1_delete_device(self, request: web.Request) -> web.Response:
         ids = self._v1_identifier(request)
-        token = unquote(request.match_info["device_id"])
+        token = request.match_info["device_id"]
         self._add(RecordedOperation("v1", "person", "delete_device", ids, {"device_id": token}))
         return _json({})
 
@@ -729,7 +728,7 @@ class StandIn:
             raise _Invalid("data", "values must be strings")
         self._add(
             RecordedOperation(
-                "v1", "form", "submit", {"form_id": unquote(request.match_info["form_id"])}, body
+                "v1", "form", "submit", {"form_id": request.match_info["form_id"]}, body
             )
         )
         return web.Response(status=204)
