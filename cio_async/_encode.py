@@ -78,22 +78,35 @@ _getrandbits = random.getrandbits  # reseeded in forked children by the random m
 _time_ns = time.time_ns
 
 
+_ulid_prefix: tuple[int, str] = (-1, "")
+
+
 def new_ulid() -> str:
     """A new ULID string (48-bit millisecond time + 80 random bits), 26 characters."""
-    n = ((_time_ns() // 1_000_000) << 80) | _getrandbits(80)
+    global _ulid_prefix
+    ms = _time_ns() // 1_000_000
+    cached_ms, prefix = _ulid_prefix
     p = _PAIRS
+    if ms != cached_ms:
+        # The first 10 characters encode the millisecond; reuse them within it. (A
+        # tuple, swapped in one assignment, so threads never see half an update.)
+        prefix = (
+            p[(ms >> 40) & 1023]
+            + p[(ms >> 30) & 1023]
+            + p[(ms >> 20) & 1023]
+            + p[(ms >> 10) & 1023]
+            + p[ms & 1023]
+        )
+        _ulid_prefix = (ms, prefix)
+    r = _getrandbits(80)
     return (
-        p[(n >> 120) & 1023]
-        + p[(n >> 110) & 1023]
-        + p[(n >> 100) & 1023]
-        + p[(n >> 90) & 1023]
-        + p[(n >> 80) & 1023]
-        + p[(n >> 70) & 1023]
-        + p[(n >> 60) & 1023]
-        + p[(n >> 50) & 1023]
-        + p[(n >> 40) & 1023]
-        + p[(n >> 30) & 1023]
-        + p[(n >> 20) & 1023]
-        + p[(n >> 10) & 1023]
-        + p[n & 1023]
+        prefix
+        + p[r >> 70]
+        + p[(r >> 60) & 1023]
+        + p[(r >> 50) & 1023]
+        + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023]
+        + p[(r >> 20) & 1023]
+        + p[(r >> 10) & 1023]
+        + p[r & 1023]
     )

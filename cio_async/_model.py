@@ -12,7 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, final
 from urllib.parse import quote
 
-from ._encode import dumps, loads, new_ulid, to_unix_seconds
+from orjson import dumps as _orjson_dumps
+
+from ._encode import _OPTS as _ORJSON_OPTS
+from ._encode import json_default, loads, new_ulid, to_unix_seconds
 from ._errors import ValidationError
 from ._validate import (
     MAX_EVENT_NAME_BYTES,
@@ -324,7 +327,7 @@ def event_payload(
         "timestamp": int(_now()) if timestamp is None else to_unix_seconds(timestamp, "timestamp"),
     }
     if attributes:
-        if not isinstance(attributes, Mapping):
+        if type(attributes) is not dict and not isinstance(attributes, Mapping):
             raise ValidationError("attributes", "must be a mapping")
         body["attributes"] = attributes
     return _encode_op(body), event_id
@@ -625,7 +628,7 @@ def _key_of(type_: str, action: str, body: Mapping[str, Any]) -> str:
 
 def _encode_op(body: dict[str, Any]) -> bytes:
     try:
-        payload = dumps(body)
+        payload = _orjson_dumps(body, default=json_default, option=_ORJSON_OPTS)
     except (TypeError, ValueError):
         encode_checked("operation", body)  # raises with the offending path
         raise

@@ -113,6 +113,7 @@ class Pipeline:
         self._batch_events = policy.max_batch_events
         self._batch_bytes = policy.max_batch_bytes
         self._block = policy.when_full == "block"
+        self._since_yield = 0
 
     # -- state -------------------------------------------------------------------------
 
@@ -174,6 +175,13 @@ class Pipeline:
             await self._wait_for_space(len(payload))
         if not wait:
             self._admit(payload)
+            self._since_yield += 1
+            if self._since_yield >= self._batch_events:
+                # Once per batch's worth of admissions, let the loop run: a producer
+                # awaiting in a tight loop must not starve the sender (or the
+                # responses that free its send slots).
+                self._since_yield = 0
+                await asyncio.sleep(0)
             return None
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -264,7 +272,9 @@ class Pipeline:
             self._waited_queued += 1
             self._wake_sender()
         elif q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
-            self._wake_sender()
+            wake = self._wake
+            if wake is not None and not wake.is_set():
+                wake.set()
         elif self._timer is None and not self._linger_due:
             assert self._loop is not None
             self._timer = self._loop.call_later(self._policy.linger, self._linger_elapsed)
