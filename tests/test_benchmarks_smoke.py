@@ -75,9 +75,7 @@ def test_harness_runs_every_workload_for_cio_async_and_the_ceiling(
 
 
 @pytest.mark.parametrize("peer", sorted(PEERS))
-def test_each_installed_peer_streams_to_the_stand_in(
-    standin: StandInProcess, peer: str
-) -> None:
+def test_each_installed_peer_streams_to_the_stand_in(standin: StandInProcess, peer: str) -> None:
     if not available(peer):
         pytest.skip(f"{peer} is not installed (scripts/bench installs it)")
     h = Harness(dict(SIZES["tiny"]), [peer], lambda _: None)
