@@ -51,6 +51,11 @@ class Peer:
     #: How many requests/threads/tasks a peer keeps in flight where it is up to us.
     CONCURRENCY: ClassVar[int] = 25
 
+    @property
+    def burst_warmup_requests(self) -> int:
+        """Requests ``burst`` sends to warm the pool, before the timed bursts."""
+        return 1
+
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.url: str = spec["url"]
@@ -445,6 +450,10 @@ class CustomerIOThreads(CustomerIOSerial):
     name = "customerio_t25"
     label = "customerio (25 threads)"
 
+    @property
+    def burst_warmup_requests(self) -> int:
+        return self.CONCURRENCY
+
     def identify_latency(self, mode: str, calls: int) -> list[float]:
         raise NotApplicable("one call uses one thread: same as serial")
 
@@ -613,6 +622,10 @@ class AsyncCustomerIOPeer(Peer):
     label = "async-customerio (gather, 20)"
     CONCURRENCY = 20
 
+    @property
+    def burst_warmup_requests(self) -> int:
+        return self.CONCURRENCY
+
     def client(self) -> Any:
         import httpx
         from async_customerio import AsyncCustomerIO
@@ -732,6 +745,10 @@ class AsyncCustomerIOBatch(AsyncCustomerIOPeer):
 
     name = "async_customerio_batch"
     label = "async-customerio v2.send_batch (caller-built)"
+
+    @property
+    def burst_warmup_requests(self) -> int:
+        return 1
 
     def identify_latency(self, mode: str, calls: int) -> list[float]:
         raise NotApplicable("same request as async-customerio's own identify")

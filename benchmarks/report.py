@@ -63,6 +63,14 @@ def _ratio(cio: float | None, other: float | None, higher_is_better: bool) -> st
     return f"{TIMES}{r:.2f}" if r < 10 else f"{TIMES}{r:.0f}"
 
 
+def _loss_note(row: dict[str, Any]) -> str | None:
+    """A client that drops events under a rate limit is not faster: say so instead."""
+    lost, events = _med(row, "lost"), _med(row, "events")
+    if lost and events:
+        return f"loses {lost / events:.0%} of events"
+    return None
+
+
 def _rows(doc: dict[str, Any], workload: str) -> list[dict[str, Any]]:
     return [r for r in doc["results"] if r["workload"] == workload]
 
@@ -81,6 +89,7 @@ def _table(
     headline: str,
     higher_is_better: bool,
     label: Callable[[str], str] = lambda p: LABELS.get(p, p),
+    ratio_note: Callable[[dict[str, Any]], str | None] = lambda r: None,
 ) -> list[str]:
     cio = next((r for r in rows if r["peer"] == "cio_async"), None)
     head = ["client", *[c[1] for c in columns], "cio_async ratio"]
@@ -95,7 +104,8 @@ def _table(
             ratio = (
                 "(itself)"
                 if r["peer"] == "cio_async"
-                else _ratio(_med(cio, headline), _med(r, headline), higher_is_better)
+                else ratio_note(r)
+                or _ratio(_med(cio, headline), _med(r, headline), higher_is_better)
             )
         out.append("| " + " | ".join([label(r["peer"]), *cells, ratio]) + " |")
     return out
@@ -329,7 +339,28 @@ def markdown(doc: dict[str, Any]) -> str:
             "p99_ms",
             False,
             label=lambda p: WEB_LABELS.get(p, p),
+            ratio_note=lambda r: "(baseline)" if r["peer"] == "off" else None,
         )
+        off = next((r for r in rows if r["peer"] == "off" and not _why(r)), None)
+        if off:
+            add("")
+            add("Added by tracking, against the no-tracking baseline of the same run:")
+            add("")
+            add("| client | p50 ms added | p99 ms added | µs added per request (1/throughput) |")
+            add("|---|---|---|---|")
+            rps0 = _med(off, "requests_per_s")
+            for r in rows:
+                if r["peer"] == "off" or _why(r):
+                    continue
+                d50 = (_med(r, "p50_ms") or 0) - (_med(off, "p50_ms") or 0)
+                d99 = (_med(r, "p99_ms") or 0) - (_med(off, "p99_ms") or 0)
+                rps = _med(r, "requests_per_s")
+                # A closed loop on a busy machine: 1/throughput is the time per request.
+                cost = (1 / rps - 1 / rps0) * 1e6 if rps and rps0 else None
+                add(
+                    f"| {WEB_LABELS.get(r['peer'], r['peer'])} | {_fmt(d50)} | {_fmt(d99)} "
+                    f"| {_fmt(cost)} |"
+                )
 
     rows = _rows(doc, "rate_limited")
     if rows:
@@ -355,6 +386,7 @@ def markdown(doc: dict[str, Any]) -> str:
             ],
             "events_per_s",
             True,
+            ratio_note=_loss_note,
         )
 
     rows = _rows(doc, "micro")

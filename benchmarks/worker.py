@@ -29,7 +29,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if workload == "identify":
         return {"latencies": peer.identify_latency(params["mode"], params["calls"])}
     if workload == "burst":
-        return {"durations": peer.burst(params["events"], params["bursts"])}
+        durations = peer.burst(params["events"], params["bursts"])
+        return {"durations": durations, "warmup_requests": peer.burst_warmup_requests}
     if workload in ("stream", "rate_limited"):
         rss0 = rss_bytes()
         out = peer.stream(params["events"], params["budget"])
