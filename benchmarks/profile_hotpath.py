@@ -1,6 +1,7 @@
 """Profile cio_async's hot path: ``python -m benchmarks.profile_hotpath [--events N]``.
 
-Two profiles, printed as the top functions by own time with microseconds per call
+First the building blocks of one admission timed alone (timeit); then two profiles,
+printed as the top functions by own time with microseconds per call
 and per event (cProfile; its own overhead inflates every number by a similar
 factor, so read the ranking and the shares, not the absolute values):
 
@@ -103,14 +104,56 @@ def profile_stream(events: int, limit: int, pyinstrument: bool) -> None:
         _print("stream (await track, end to end)", _top(prof, events, limit), total, events)
 
 
+def components(number: int = 200_000) -> None:
+    """The building blocks of one admission, each timed alone with ``timeit`` (no
+    profiler overhead): where the microseconds of ``track_nowait`` go."""
+    import timeit
+
+    import orjson
+
+    from cio_async import Person
+    from cio_async._dedup import fingerprint, person_digest
+    from cio_async._encode import dumps, new_ulid
+    from cio_async._model import as_person
+
+    data = {"path": "/pricing", "n": 1}
+    op = {
+        "type": "person",
+        "action": "event",
+        "identifiers": {"id": "user-1"},
+        "name": EVENT_NAME,
+        "id": new_ulid(),
+        "timestamp": 1_700_000_000,
+        "attributes": data,
+    }
+    person = Person("user-1")
+    attrs = {"email": "ada@example.com", "plan": "pro", "seats": 3}
+    cases = {
+        "new_ulid()": lambda: new_ulid(),
+        "orjson.dumps(op)": lambda: orjson.dumps(op),
+        "cio_async dumps(op) (orjson + default)": lambda: dumps(op),
+        "as_person('user-1')": lambda: as_person("user-1"),
+        "Person.event(name, data) (op built + encoded)": lambda: person.event(EVENT_NAME, data),
+        "Person.identify(attrs)": lambda: person.identify(attrs),
+        "fingerprint(attrs)": lambda: fingerprint(attrs),
+        "person_digest(key)": lambda: person_digest("id:user-1"),
+    }
+    print(f"\n== components (timeit, {number:,} calls each, best of 3)")
+    for label, fn in cases.items():
+        best = min(timeit.repeat(fn, number=number, repeat=3)) / number * 1e6
+        print(f"{best:8.3f} µs  {label}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.profile_hotpath")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--only", choices=("admission", "stream"), default=None)
+    parser.add_argument("--only", choices=("components", "admission", "stream"), default=None)
     parser.add_argument("--pyinstrument", action="store_true")
     args = parser.parse_args(argv)
     _quiet()
+    if args.only in (None, "components"):
+        components()
     if args.only in (None, "admission"):
         profile_admission(args.events, args.top)
     if args.only in (None, "stream"):
