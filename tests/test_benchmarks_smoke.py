@@ -121,3 +121,27 @@ Requests/sec:   1234.50
     assert parsed["p50_ms"] == pytest.approx(0.512)
     assert parsed["p99_ms"] == pytest.approx(12.5)
     assert parsed["requests"] == 1234 and parsed["rps"] == 1234.5
+
+
+async def test_python_load_generator() -> None:
+    # The fallback when wrk is not installed (as on CI).
+    from aiohttp import web
+
+    from benchmarks.webload import load
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        result = await load(f"http://127.0.0.1:{port}/", 2, 0.3, 50)
+    finally:
+        await runner.cleanup()
+    assert result["requests"] == 50 and result["errors"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
