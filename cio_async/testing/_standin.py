@@ -23,6 +23,8 @@ import orjson
 from aiohttp import web
 
 from ._app_standin import RecordedSend, RecordedTrigger, register_app_routes
+from ._cdp_standin import register_cdp
+from ._control import CONTROL_PREFIX, lean_batch, register_control
 
 __all__ = ["Fault", "RecordedOperation", "RecordedRequest", "StandIn"]
 
@@ -210,6 +212,12 @@ class StandIn:
         #: A v2 batch whose body contains this marker is refused whole with a 400,
         #: as Customer.io does for a malformed request.
         self.reject_batches_containing: bytes | None = None
+        #: Count v2 batch operations without checking or recording them (``_control``).
+        self.lean = False
+        #: Paths with their own auth: ``check(authorization) -> None`` or the denial.
+        self.path_auth: dict[str, Callable[[str | None], web.Response | None]] = {}
+        #: The Data Pipelines write key (``POST /v1/batch``, see ``_cdp_standin``).
+        self.cdp_write_key = "stand-in-write-key"
         self._gate: asyncio.Event | None = None
         #: Requests waiting at a ``hold()`` right now.
         self.held = 0
@@ -414,6 +422,8 @@ class StandIn:
         r.add_post("/api/v2/entity", self._v2_entity)
         r.add_post("/api/v2/batch", self._v2_batch)
         register_app_routes(self, app)
+        register_cdp(self, app)
+        register_control(self, app)
         return app
 
     @web.middleware
@@ -422,6 +432,8 @@ class StandIn:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)  # out of band: no RTT, auth or counting
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
@@ -501,8 +513,16 @@ class StandIn:
                     {"Retry-After": "1"},
                 )
             window.append(now)
-        expected = self._track_auth if api == "track" else self._app_auth
-        if request.headers.get("Authorization") != expected:
+        check = self.path_auth.get(path)
+        if check is not None:
+            denied = check(request.headers.get("Authorization"))
+            if denied is not None:
+                self.counts["unauthorized"] += 1
+                rec.status = denied.status
+                return denied
+        elif request.headers.get("Authorization") != (
+            self._track_auth if api == "track" else self._app_auth
+        ):
             self.counts["unauthorized"] += 1
             rec.status = 401
             return _json({"meta": {"error": "Unauthorized request"}}, 401)
@@ -812,6 +832,8 @@ class StandIn:
 
     async def _v2_batch(self, request: web.Request) -> web.Response:
         raw = await request.read()
+        if self.lean:
+            return lean_batch(self, raw)
         if len(raw) > self.max_batch_bytes:
             return _json(
                 {

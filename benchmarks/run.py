@@ -1,0 +1,556 @@
+"""Run the benchmark suite: ``scripts/bench [--quick] [--only W,...] [--save]``.
+
+Starts one stand-in process per simulated RTT (TLS, certificate made for the run),
+runs every workload for cio_async and each peer in fresh worker processes, repeats
+them, and writes ``benchmarks/results/latest.json`` and ``latest.md`` (medians,
+spread, ratios). ``--save`` also writes the committed ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from benchmarks import report
+from benchmarks._util import ROOT, StandInProcess, counts_delta, machine_info, summarize
+from benchmarks.peers import PEERS, available
+from benchmarks.webload import MODES, run_load
+
+WORKLOADS = ("identify", "burst", "stream", "identify_same", "web", "rate_limited", "micro")
+
+#: Which peers run which workload (the rest are reported as not applicable by the peer).
+STREAM_PEERS = (
+    "cio_async",
+    "ceiling",
+    "customerio",
+    "customerio_t25",
+    "cdp",
+    "async_customerio",
+    "async_customerio_batch",
+)
+
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {
+        "rtts": [0.0, 0.05, 0.15],
+        "stream_rtts": [0.05, 0.0],
+        "repeats": 3,
+        "identify_calls": {"warm": 10, "cold": 6},
+        "burst_events": 100,
+        "bursts": 2,
+        "burst_repeats": 2,
+        "stream_events": 1_000_000,
+        "stream_repeats": 3,
+        "peer_budget": 10.0,
+        "peer_repeats": 2,
+        "same_calls": 10_000,
+        "same_budget": 5.0,
+        "web_duration": 10.0,
+        "web_connections": 32,
+        "web_repeats": 2,
+        "rate_limit": 10.0,
+        "rate_events": 200_000,
+        "rate_budget": 40.0,
+        "rate_repeats": 2,
+        "admission_calls": 200_000,
+        "dedup_calls": 100_000,
+        "recorder_calls": 50_000,
+        "memory_events": 100_000,
+        "micro_repeats": 3,
+    },
+    "quick": {
+        "rtts": [0.05],
+        "stream_rtts": [0.05],
+        "repeats": 2,
+        "identify_calls": {"warm": 5, "cold": 3},
+        "burst_events": 100,
+        "bursts": 1,
+        "burst_repeats": 1,
+        "stream_events": 20_000,
+        "stream_repeats": 2,
+        "peer_budget": 2.0,
+        "peer_repeats": 1,
+        "same_calls": 1_000,
+        "same_budget": 2.0,
+        "web_duration": 3.0,
+        "web_connections": 16,
+        "web_repeats": 1,
+        "rate_limit": 10.0,
+        "rate_events": 20_000,
+        "rate_budget": 10.0,
+        "rate_repeats": 1,
+        "admission_calls": 20_000,
+        "dedup_calls": 20_000,
+        "recorder_calls": 10_000,
+        "memory_events": 20_000,
+        "micro_repeats": 1,
+    },
+    # For the smoke test: every piece, as small as it goes.
+    "tiny": {
+        "rtts": [0.0],
+        "stream_rtts": [0.0],
+        "repeats": 1,
+        "identify_calls": {"warm": 2, "cold": 1},
+        "burst_events": 10,
+        "bursts": 1,
+        "burst_repeats": 1,
+        "stream_events": 2_000,
+        "stream_repeats": 1,
+        "peer_budget": 0.5,
+        "peer_repeats": 1,
+        "same_calls": 50,
+        "same_budget": 0.5,
+        "web_duration": 1.0,
+        "web_connections": 4,
+        "web_modes": ["cio_async"],
+        "web_repeats": 1,
+        "rate_limit": 5.0,
+        "rate_events": 2_000,
+        "rate_budget": 2.0,
+        "rate_repeats": 1,
+        "admission_calls": 2_000,
+        "dedup_calls": 2_000,
+        "recorder_calls": 1_000,
+        "memory_events": 2_000,
+        "micro_repeats": 1,
+    },
+}
+
+
+class Harness:
+    def __init__(self, sizes: dict[str, Any], peers: list[str], log: Callable[[str], None]):
+        self.sizes = sizes
+        self.peers = peers
+        self.log = log
+        self.results: list[dict[str, Any]] = []
+        self.default_rtt = 0.05 if 0.05 in sizes["stream_rtts"] else sizes["stream_rtts"][0]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def worker(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.worker"],
+                input=json.dumps(spec),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=ROOT,
+            )
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"worker timed out after {timeout:.0f}s"}
+        for line in reversed(out.stdout.splitlines()):
+            if line.startswith("RESULT "):
+                result: dict[str, Any] = json.loads(line[7:])
+                return result
+        return {"ok": False, "error": (out.stderr or "no result")[-800:]}
+
+    def add(self, workload: str, peer: str, rtt: float | None, **entry: Any) -> dict[str, Any]:
+        row = {"workload": workload, "peer": peer, "rtt": rtt, **entry}
+        self.results.append(row)
+        return row
+
+    def repeat(
+        self,
+        workload: str,
+        peer: str,
+        s: StandInProcess | None,
+        params: dict[str, Any],
+        repeats: int,
+        timeout: float,
+        extract: Callable[[dict[str, Any], dict[str, int], float], dict[str, float]],
+        variant: str | None = None,
+    ) -> None:
+        """Run one (workload, peer) ``repeats`` times and record per-run metrics."""
+        runs: list[dict[str, Any]] = []
+        metrics: dict[str, list[float]] = {}
+        na = error = None
+        for _ in range(repeats):
+            spec = {
+                "workload": workload,
+                "peer": peer,
+                "params": params,
+                "standin": s.spec() if s else None,
+            }
+            before = s.state() if s else {}
+            cpu0 = s.cpu_seconds() if s else 0.0
+            result = self.worker(spec, timeout)
+            delta = counts_delta(before, s.state()) if s else {}
+            standin_cpu = (s.cpu_seconds() - cpu0) if s else 0.0
+            if not result.get("ok"):
+                na, error = result.get("na"), result.get("error")
+                break
+            values = extract(result, delta, standin_cpu)
+            runs.append({"result": result, "standin": delta, "metrics": values})
+            for k, v in values.items():
+                metrics.setdefault(k, []).append(v)
+        summary = {k: summarize(v) for k, v in metrics.items()}
+        self.add(
+            workload,
+            peer,
+            s.rtt if s else None,
+            variant=variant,
+            summary=summary,
+            runs=runs,
+            na=na,
+            error=error,
+        )
+        head = next(iter(summary.items()), None)
+        shown = (
+            f"{head[0]}={head[1]['median']:.4g}"
+            if head and head[1]["median"] is not None
+            else (na or error or "")
+        )
+        rtt = f"rtt={s.rtt * 1000:.0f}ms" if s else "in-process"
+        self.log(f"  {workload:14} {variant or '':5} {peer:24} {rtt:10} {shown}"[:160])
+
+    # -- workloads -----------------------------------------------------------------------------
+
+    def identify(self, s: StandInProcess) -> None:
+        z = self.sizes
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            lat = r["latencies"]
+            return {"median_ms": summarize(lat)["median"] * 1000}
+
+        for mode in ("warm", "cold"):
+            calls = z["identify_calls"][mode]
+            for peer in self.peers:
+                if peer == "async_customerio_batch":
+                    continue
+                self.repeat(
+                    "identify",
+                    peer,
+                    s,
+                    {"mode": mode, "calls": calls},
+                    z["repeats"],
+                    60 + calls * 3,
+                    extract,
+                    variant=mode,
+                )
+
+    def burst(self, s: StandInProcess) -> None:
+        z = self.sizes
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            return {
+                "median_ms": summarize(r["durations"])["median"] * 1000,
+                "requests": (d.get("requests", 0) - r.get("warmup_requests", 0))
+                / max(1, len(r["durations"])),
+            }
+
+        for peer in self.peers:
+            params = {"events": z["burst_events"], "bursts": z["bursts"]}
+            self.repeat(
+                "burst",
+                peer,
+                s,
+                params,
+                z["burst_repeats"],
+                120 + z["burst_events"] * z["bursts"] * (s.rtt + 0.01) * 3,
+                extract,
+            )
+
+    def _stream_extract(
+        self, r: dict[str, Any], d: dict[str, int], standin_cpu: float
+    ) -> dict[str, float]:
+        sent = r["sent"]
+        # Operations the stand-in accepted (minus the warm-up one); a peer that
+        # lost events is not credited with them.
+        delivered = d.get("operations", 0) - 1 if "operations" in d else sent
+        delivered = max(0, min(sent, delivered))
+        return {
+            "events_per_s": delivered / r["elapsed"],
+            "cpu_us_per_event": r["cpu"] / max(1, sent) * 1e6,
+            "peak_rss_mb": r["peak_rss"] / 1e6,
+            "rss_growth_mb": (r["peak_rss"] - r["rss_start"]) / 1e6,
+            "events": sent,
+            "delivered": delivered,
+            "lost": sent - delivered,
+            "standin_cpu_us_per_event": standin_cpu / max(1, sent) * 1e6,
+            "rate_limited": d.get("rate_limited", 0),
+        }
+
+    def stream(self, s: StandInProcess) -> None:
+        z = self.sizes
+        s.configure(lean=True)
+        for peer in self.peers:
+            if peer not in STREAM_PEERS:
+                continue
+            full = peer in ("cio_async", "ceiling")
+            if not full and s.rtt != self.default_rtt:
+                continue  # peers are latency-bound: one RTT is enough to rank them
+            params = {
+                "events": z["stream_events"],
+                "budget": 600.0 if full else z["peer_budget"],
+            }
+            self.repeat(
+                "stream",
+                peer,
+                s,
+                params,
+                z["stream_repeats"] if full else z["peer_repeats"],
+                900 if full else z["peer_budget"] + 120,
+                self._stream_extract,
+            )
+        s.configure(lean=False)
+
+    def rate_limited(self, s: StandInProcess) -> None:
+        z = self.sizes
+        s.configure(lean=True, rate_limit=z["rate_limit"], reset=True)
+        try:
+            for peer in self.peers:
+                if peer not in STREAM_PEERS:
+                    continue
+                full = peer in ("cio_async", "ceiling")
+                params = {
+                    "events": z["rate_events"],
+                    "budget": z["rate_budget"] if full else z["peer_budget"],
+                }
+                self.repeat(
+                    "rate_limited",
+                    peer,
+                    s,
+                    params,
+                    z["rate_repeats"] if full else 1,
+                    params["budget"] + 180,
+                    self._stream_extract,
+                )
+        finally:
+            s.configure(lean=False, rate_limit=None)
+
+    def identify_same(self, s: StandInProcess) -> None:
+        z = self.sizes
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            calls, target = r["calls"], z["same_calls"]
+            # A peer stopped by the time budget is scaled up to the full count; one
+            # that made every call is reported as counted.
+            scale = 1.0 if calls >= target else target / max(1, calls)
+            return {
+                "requests": d.get("requests", 0) * scale,
+                "operations": d.get("operations", 0) * scale,
+                "calls": calls,
+                "elapsed_s": r["elapsed"],
+            }
+
+        for peer in self.peers:
+            if peer == "async_customerio_batch":
+                continue
+            params = {"calls": z["same_calls"], "budget": z["same_budget"]}
+            self.repeat(
+                "identify_same",
+                peer,
+                s,
+                params,
+                z["repeats"] if peer == "cio_async" else z["peer_repeats"],
+                z["same_budget"] + 120,
+                extract,
+            )
+
+    def web(self, s: StandInProcess) -> None:
+        z = self.sizes
+        for mode in z.get("web_modes", MODES):
+            if mode != "off" and mode not in self.peers:
+                continue
+            p50: list[float] = []
+            p99: list[float] = []
+            rps: list[float] = []
+            runs = []
+            error = None
+            for _ in range(z["web_repeats"]):
+                before = s.state()
+                try:
+                    load = self._web_once(s, mode)
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    break
+                delta = counts_delta(before, s.state())
+                runs.append({"load": load, "standin": delta})
+                p50.append(load["p50_ms"])
+                p99.append(load["p99_ms"])
+                rps.append(load["rps"])
+            self.add(
+                "web",
+                mode,
+                s.rtt,
+                summary={
+                    "p50_ms": summarize(p50),
+                    "p99_ms": summarize(p99),
+                    "requests_per_s": summarize(rps),
+                },
+                runs=runs,
+                error=error,
+            )
+            shown = f"p50={summarize(p50)['median']} p99={summarize(p99)['median']}"
+            self.log(f"  web            {mode:30} {shown if p50 else error}"[:160])
+
+    def _web_once(self, s: StandInProcess, mode: str) -> dict[str, Any]:
+        z = self.sizes
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.webload", "serve", mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(s.spec()) + "\n")
+            proc.stdin.close()
+            line = proc.stdout.readline()
+            if not line.startswith("listening on "):
+                raise RuntimeError(f"web app did not start: {line!r}")
+            url = line.split()[-1]
+            load = run_load(url, z["web_connections"], z["web_duration"])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            out = proc.stdout.read()
+            proc.stdout.close()
+        load["served"] = out.strip()
+        return load
+
+    def micro(self) -> None:
+        z = self.sizes
+        params = {
+            "admission_calls": z["admission_calls"],
+            "dedup_calls": z["dedup_calls"],
+            "recorder_calls": z["recorder_calls"],
+            "memory_events": z["memory_events"],
+        }
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            out: dict[str, float] = {}
+            adm = r.get("admission", {})
+            for k in ("track_nowait", "await_track", "track_nowait_hooks"):
+                if k in adm:
+                    out[f"{k}_median_us"] = adm[k]["median_us"]
+                    out[f"{k}_p99_us"] = adm[k]["p99_us"]
+            for k, v in r.get("dedup", {}).items():
+                if isinstance(v, dict):
+                    out[f"{k}_median_us"] = v["median_us"]
+                    out[f"{k}_p99_us"] = v["p99_us"]
+            for k, v in r.get("recorder", {}).items():
+                if isinstance(v, dict):
+                    out[f"{k}_median_us"] = v["median_us"]
+            mem = r.get("queued_memory", {})
+            if mem:
+                out["queued_bytes_per_event"] = mem["bytes_per_event_tracemalloc"]
+                out["queued_rss_bytes_per_event"] = mem["bytes_per_event_rss"]
+            return out
+
+        for peer in ("cio_async", "cdp"):
+            if peer not in self.peers:
+                continue
+            self.repeat("micro", peer, None, params, z["micro_repeats"], 600, extract)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description="cio_async benchmark suite (see benchmarks/README.md)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated workloads: {','.join(WORKLOADS)}"
+    )
+    parser.add_argument("--peers", default="", help="comma-separated peers (default: all)")
+    parser.add_argument(
+        "--rtt", default="", help="comma-separated RTTs in ms for identify/burst (e.g. 0,50,150)"
+    )
+    parser.add_argument("--repeats", type=int, default=0, help="override repetitions")
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/RESULTS.md")
+    parser.add_argument("--note", default="", help="a note for RESULTS.md (e.g. machine load)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+
+    size_name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    sizes = dict(SIZES[size_name])
+    if args.rtt:
+        sizes["rtts"] = [float(x) / 1000 for x in args.rtt.split(",")]
+    if args.repeats:
+        for k in list(sizes):
+            if k.endswith("repeats"):
+                sizes[k] = args.repeats
+    workloads = [w for w in (args.only.split(",") if args.only else WORKLOADS) if w]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {sorted(unknown)}")
+    wanted = args.peers.split(",") if args.peers else list(PEERS)
+    peers = [p for p in wanted if p in PEERS and available(p)]
+    missing = [p for p in wanted if p not in peers]
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    if missing:
+        log(f"peers not installed (run scripts/bench to install them): {', '.join(missing)}")
+    h = Harness(sizes, peers, log)
+    started = time.monotonic()
+    machine = machine_info()
+    log(f"cio_async benchmarks ({size_name}) on {machine['cpu_model']}, {machine['cores']} cores")
+
+    default_rtt = 0.05 if 0.05 in sizes["rtts"] else sizes["rtts"][0]
+    rtts = sorted(set(sizes["rtts"]) | set(sizes["stream_rtts"]) | {default_rtt})
+    for rtt in rtts:
+        todo = []
+        if rtt in sizes["rtts"]:
+            todo += [w for w in ("identify", "burst") if w in workloads]
+        if rtt in sizes["stream_rtts"] and "stream" in workloads:
+            todo.append("stream")
+        if rtt == default_rtt:
+            todo += [w for w in ("identify_same", "web", "rate_limited") if w in workloads]
+        if not todo:
+            continue
+        log(f"stand-in: rtt {rtt * 1000:.0f} ms -> {', '.join(todo)}")
+        with StandInProcess(rtt=rtt) as s:
+            for w in todo:
+                getattr(h, w)(s)
+    if "micro" in workloads:
+        log("in-process micro-benchmarks")
+        h.micro()
+
+    doc = {
+        "suite": "cio_async benchmarks",
+        "size": size_name,
+        "sizes": sizes,
+        "peers": peers,
+        "peers_missing": missing,
+        "machine": machine,
+        "note": args.note,
+        "duration_s": time.monotonic() - started,
+        "default_rtt": default_rtt,
+        "results": h.results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(doc, indent=1, default=str))
+    md = report.markdown(doc)
+    (out / "latest.md").write_text(md)
+    log(f"wrote {out / 'latest.json'} and {out / 'latest.md'} in {doc['duration_s']:.0f}s")
+    if args.save:
+        (ROOT / "benchmarks" / "RESULTS.md").write_text(report.results_page(doc))
+        log(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The benchmark harness at tiny sizes, so it cannot rot. Nothing here asserts speed:
+only that every piece runs, talks to the stand-in process and reports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benchmarks import report
+from benchmarks._util import StandInProcess, counts_delta, machine_info, summarize
+from benchmarks.peers import PEERS, available
+from benchmarks.run import SIZES, Harness
+from benchmarks.webload import parse_wrk
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandInProcess]:
+    pytest.importorskip("trustme")
+    with StandInProcess(rtt=0.0) as s:
+        yield s
+
+
+def _doc(h: Harness) -> dict[str, Any]:
+    return {
+        "size": "tiny",
+        "sizes": h.sizes,
+        "peers": h.peers,
+        "peers_missing": [],
+        "machine": machine_info(),
+        "note": "",
+        "duration_s": 1.0,
+        "default_rtt": 0.0,
+        "results": h.results,
+    }
+
+
+def test_harness_runs_every_workload_for_cio_async_and_the_ceiling(
+    standin: StandInProcess,
+) -> None:
+    logs: list[str] = []
+    sizes = dict(SIZES["tiny"])
+    h = Harness(sizes, ["cio_async", "ceiling"], logs.append)
+    h.stream(standin)
+    h.peers = ["cio_async"]
+    h.rate_limited(standin)
+    h.identify(standin)
+    h.burst(standin)
+    h.identify_same(standin)
+    h.web(standin)
+    h.micro()
+    failed = [r for r in h.results if r.get("error")]
+    assert not failed, failed
+    by = {(r["workload"], r["peer"], r.get("variant")): r for r in h.results}
+    stream = by[("stream", "cio_async", None)]["summary"]
+    assert stream["delivered"]["median"] == sizes["stream_events"]
+    assert by[("stream", "ceiling", None)]["summary"]["lost"]["median"] == 0
+    assert by[("identify_same", "cio_async", None)]["summary"]["requests"]["median"] == 1
+    assert by[("identify", "cio_async", "cold")]["summary"]["median_ms"]["median"] > 0
+    web = by[("web", "cio_async", None)]
+    assert web["runs"][0]["standin"].get("person.event", 0) > 0  # the handler tracked
+    micro = by[("micro", "cio_async", None)]["summary"]
+    assert micro["queued_bytes_per_event"]["median"] > 0
+    assert micro["identify_hit_median_us"]["median"] > 0
+
+    doc = _doc(h)
+    md = report.markdown(doc)
+    assert "## Targets" in md and "## 3. A stream" in md and "## 5. An aiohttp" in md
+    assert "results (snapshot)" in report.results_page(doc)
+    json.dumps(doc)  # what run.py writes
+
+
+@pytest.mark.parametrize("peer", sorted(PEERS))
+def test_each_installed_peer_streams_to_the_stand_in(standin: StandInProcess, peer: str) -> None:
+    if not available(peer):
+        pytest.skip(f"{peer} is not installed (scripts/bench installs it)")
+    h = Harness(dict(SIZES["tiny"]), [peer], lambda _: None)
+    before = standin.state()
+    standin.configure(lean=True)
+    try:
+        h.repeat(
+            "stream",
+            peer,
+            standin,
+            {"events": 300, "budget": 0.5},
+            1,
+            60,
+            h._stream_extract,
+        )
+    finally:
+        standin.configure(lean=False)
+    row = h.results[0]
+    assert not row.get("error"), row
+    assert row["summary"]["delivered"]["median"] > 0
+    assert counts_delta(before, standin.state()).get("operations", 0) > 0
+
+
+def test_stand_in_process_control_and_helpers(standin: StandInProcess) -> None:
+    state = standin.configure(reset=True)
+    assert state["counts"] == {} and state["url"] == standin.url
+    assert summarize([3.0, 1.0, 2.0])["median"] == 2.0
+    assert summarize([])["median"] is None
+    assert standin.cpu_seconds() >= 0
+
+
+def test_parse_wrk_output() -> None:
+    out = """Running 1s test @ http://127.0.0.1:1/
+  Latency Distribution
+     50%  512.00us
+     75%    1.20ms
+     90%    2.00ms
+     99%   12.50ms
+  1234 requests in 1.00s, 200.00KB read
+Requests/sec:   1234.50
+"""
+    parsed = parse_wrk(out)
+    assert parsed["p50_ms"] == pytest.approx(0.512)
+    assert parsed["p99_ms"] == pytest.approx(12.5)
+    assert parsed["requests"] == 1234 and parsed["rps"] == 1234.5
+
+
+async def test_python_load_generator() -> None:
+    # The fallback when wrk is not installed (as on CI).
+    from aiohttp import web
+
+    from benchmarks.webload import load
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        result = await load(f"http://127.0.0.1:{port}/", 2, 0.3, 50)
+    finally:
+        await runner.cleanup()
+    assert result["requests"] == 50 and result["errors"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
