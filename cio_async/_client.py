@@ -49,6 +49,9 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+_RUNNING = _State.RUNNING
+
+
 class AsyncCustomerIO:
     """The asyncio Customer.io client.
 
@@ -377,6 +380,13 @@ class AsyncCustomerIO:
     # -- pipeline operations -----------------------------------------------------------
 
     async def _enqueue(self, op: Operation | bytes, wait: bool) -> None:
+        if not wait and self._state is _State.RUNNING:
+            # The common case: queued synchronously, no further coroutine frames.
+            admitted = self._pipeline.try_admit(op.payload if isinstance(op, Operation) else op)
+            if admitted:
+                if admitted == 2:
+                    await asyncio.sleep(0)
+                return
         if self._state is not _State.RUNNING:
             self._check_open()
         fut = await self._pipeline.admit(op, wait)
@@ -392,21 +402,6 @@ class AsyncCustomerIO:
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
             raise ConfigurationError("this call needs site_id and track_api_key")
-
-    def _event(
-        self,
-        action: str,
-        person: PersonRef,
-        name: str,
-        data: Mapping[str, Any] | None,
-        id: str | None,
-        timestamp: object,
-    ) -> tuple[bytes, str]:
-        # The admission hot path: no Person or Operation objects, one encode.
-        if self._transport._track_auth is None:
-            self._check_track()
-        kind, value = person_ident(person)
-        return event_payload(kind, value, action, name, data, id, timestamp)
 
     def _identify_op(
         self,
@@ -541,8 +536,12 @@ class AsyncCustomerIO:
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
         makes retries harmless: Customer.io ignores repeats of an id."""
-        payload, event_id = self._event("event", person, name, data, id, timestamp)
-        await self._enqueue(payload, wait)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "event", name, data, id, timestamp)
+        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
+        if admitted != 1:
+            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
         return event_id
 
     def track_nowait(
@@ -558,7 +557,9 @@ class AsyncCustomerIO:
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
         event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
-        payload, event_id = self._event("event", person, name, data, id, timestamp)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "event", name, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 
@@ -573,8 +574,12 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a page view. Returns the event id."""
-        payload, event_id = self._event("page", person, url, data, id, timestamp)
-        await self._enqueue(payload, wait)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "page", url, data, id, timestamp)
+        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
+        if admitted != 1:
+            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
         return event_id
 
     def page_nowait(
@@ -587,7 +592,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``page`` without awaiting (see ``track_nowait``)."""
-        payload, event_id = self._event("page", person, url, data, id, timestamp)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "page", url, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 
@@ -602,8 +609,12 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        payload, event_id = self._event("screen", person, name, data, id, timestamp)
-        await self._enqueue(payload, wait)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
+        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
+        if admitted != 1:
+            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
         return event_id
 
     def screen_nowait(
@@ -616,7 +627,9 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``screen`` without awaiting (see ``track_nowait``)."""
-        payload, event_id = self._event("screen", person, name, data, id, timestamp)
+        if self._transport._track_auth is None:
+            self._check_track()
+        payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 

@@ -229,9 +229,7 @@ class Person(_Frozen):
         id: str | None,
         timestamp: object,
     ) -> Operation:
-        payload, event_id = event_payload(
-            self.kind, self.value, action, name, attributes, id, timestamp
-        )
+        payload, event_id = event_payload(self, action, name, attributes, id, timestamp)
         return Operation(payload, "person", action, self.key, event_id)
 
     def delete(self) -> Operation:
@@ -302,8 +300,7 @@ def person_ident(ref: PersonRef) -> tuple[str, str]:
 
 
 def event_payload(
-    kind: str,
-    value: str,
+    person: PersonRef,
     action: str,
     name: str,
     attributes: Mapping[str, Any] | None,
@@ -312,8 +309,21 @@ def event_payload(
 ) -> tuple[bytes, str]:
     """Validate and encode a person event/page/screen; return ``(payload, event_id)``.
 
-    This is the admission hot path: one dict, one orjson call, cheap checks first.
+    This is the admission hot path (a few microseconds): no Person or Operation
+    objects, one dict, one orjson call, the cheap checks first.
     """
+    if (
+        type(person) is str
+        and 0 < len(person) <= _FAST_ID_CHARS
+        and person.isascii()
+        and "@" not in person
+        and not person.startswith("cio_")
+        and not person.isspace()
+    ):
+        identifiers = {"id": person}
+    else:
+        kind, value = person_ident(person)
+        identifiers = {kind: value}
     limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
     if type(name) is not str or not name or len(name) * 4 > limit or name.isspace():
         check_text("url" if action == "page" else "name", name, limit)
@@ -321,7 +331,7 @@ def event_payload(
     body: dict[str, Any] = {
         "type": "person",
         "action": action,
-        "identifiers": {kind: value},
+        "identifiers": identifiers,
         "name": name,
         "id": event_id,
         "timestamp": int(_now()) if timestamp is None else to_unix_seconds(timestamp, "timestamp"),

@@ -64,6 +64,11 @@ class FlushResult:
         return self.pending == 0
 
 
+def _unsettled(items: Sequence[Item], settled: list[Sequence[Item]]) -> list[Item]:
+    done = {id(i) for chunk in settled for i in chunk}
+    return [i for i in items if id(i) not in done]
+
+
 def _consume(fut: asyncio.Future[None]) -> None:
     # The error also goes to on_error and the log; retrieving it here keeps asyncio from
     # complaining about an unretrieved exception when the waiter gave up.
@@ -175,12 +180,7 @@ class Pipeline:
             await self._wait_for_space(len(payload))
         if not wait:
             self._admit(payload)
-            self._since_yield += 1
-            if self._since_yield >= self._batch_events:
-                # Once per batch's worth of admissions, let the loop run: a producer
-                # awaiting in a tight loop must not starve the sender (or the
-                # responses that free its send slots).
-                self._since_yield = 0
+            if self.yield_due():
                 await asyncio.sleep(0)
             return None
         assert self._loop is not None
@@ -188,6 +188,45 @@ class Pipeline:
         fut.add_done_callback(_consume)
         self._admit(Waited(op if isinstance(op, Operation) else Operation.from_payload(op), fut))
         return fut
+
+    def try_admit(self, payload: bytes) -> int:
+        """Admit ``payload`` at once if nothing stands in the way (started on this loop,
+        open, room in the queue). Returns 0 when the caller must take the slow way, 1
+        when admitted, 2 when admitted and the caller should yield to the loop (once per
+        batch's worth, so a producer awaiting in a tight loop never starves the sender).
+        """
+        q = self._queue
+        size = len(payload)
+        if (
+            self._loop is None
+            or self._closing
+            or self._dead is not None
+            or q.events >= self._max_events
+            or q.nbytes + size > self._max_bytes
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            return 0
+        q.append(payload)
+        self._rec.admitted += 1
+        if q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
+            wake = self._wake
+            if wake is not None and not wake.is_set():
+                wake.set()
+        elif self._timer is None and not self._linger_due:
+            self._timer = self._loop.call_later(self._policy.linger, self._linger_elapsed)
+        self._since_yield += 1
+        if self._since_yield >= self._batch_events:
+            self._since_yield = 0
+            return 2
+        return 1
+
+    def yield_due(self) -> bool:
+        """True once per batch's worth of admissions (see ``try_admit``)."""
+        self._since_yield += 1
+        if self._since_yield >= self._batch_events:
+            self._since_yield = 0
+            return True
+        return False
 
     async def _wait_for_space(self, size: int) -> None:
         assert self._loop is not None
@@ -371,15 +410,15 @@ class Pipeline:
     # -- delivery ----------------------------------------------------------------------
 
     async def _deliver_batch(self, batch_id: int, items: list[Item]) -> None:
-        settled: set[int] = set()
+        settled: list[Sequence[Item]] = []  # the chunks settled so far (splits settle in parts)
         try:
             await self._deliver(items, settled)
         except asyncio.CancelledError:
             # Cancelled by aclose() past its deadline: hand what is left to on_drop.
-            self._settle_dropped([i for i in items if id(i) not in settled], "shutdown")
+            self._settle_dropped(_unsettled(items, settled), "shutdown")
             raise
         except Exception as exc:
-            self._settle_failed([i for i in items if id(i) not in settled], exc, "internal")
+            self._settle_failed(_unsettled(items, settled), exc, "internal")
             raise
         finally:
             del self._inflight[batch_id]
@@ -387,7 +426,7 @@ class Pipeline:
             self._slots.release()
             self._check_flush_waiters()
 
-    async def _deliver(self, items: Sequence[Item], settled: set[int]) -> None:
+    async def _deliver(self, items: Sequence[Item], settled: list[Sequence[Item]]) -> None:
         policy: RetryPolicy = self._policy.retry
         body = b"".join((_HEAD, b",".join(items), _TAIL))
         started = time.monotonic()
@@ -472,11 +511,13 @@ class Pipeline:
 
     # -- settling ----------------------------------------------------------------------
 
-    def _settle_delivered(self, items: Sequence[Item], settled: set[int] | None = None) -> None:
+    def _settle_delivered(
+        self, items: Sequence[Item], settled: list[Sequence[Item]] | None = None
+    ) -> None:
         self._rec.delivered += len(items)
+        if settled is not None:
+            settled.append(items)
         for it in items:
-            if settled is not None:
-                settled.add(id(it))
             if type(it) is Waited and not it.future.done():
                 it.future.set_result(None)
 
@@ -485,15 +526,15 @@ class Pipeline:
         items: Sequence[Item],
         exc: BaseException,
         reason: str,
-        settled: set[int] | None = None,
+        settled: list[Sequence[Item]] | None = None,
     ) -> None:
         if not items:
             return
         self._rec.failed[reason] += len(items)
         log.warning("%d operation(s) failed (%s): %s", len(items), reason, exc)
+        if settled is not None:
+            settled.append(items)
         for it in items:
-            if settled is not None:
-                settled.add(id(it))
             if type(it) is Waited and not it.future.done():
                 it.future.set_exception(exc)
             self._on_failure(exc, op_of(it))
