@@ -148,6 +148,7 @@ class AsyncCustomerIO:
             self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
         else:
             self._dedup = None
+        self._has_track = self._transport._track_auth is not None
         self._pipeline = Pipeline(
             self._transport,
             config.batch,
@@ -536,7 +537,7 @@ class AsyncCustomerIO:
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
         makes retries harmless: Customer.io ignores repeats of an id."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "event", name, data, id, timestamp)
         admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
@@ -557,7 +558,7 @@ class AsyncCustomerIO:
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
         event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "event", name, data, id, timestamp)
         self._enqueue_nowait(payload)
@@ -574,7 +575,7 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a page view. Returns the event id."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "page", url, data, id, timestamp)
         admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
@@ -592,7 +593,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``page`` without awaiting (see ``track_nowait``)."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "page", url, data, id, timestamp)
         self._enqueue_nowait(payload)
@@ -609,7 +610,7 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
         admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
@@ -627,7 +628,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``screen`` without awaiting (see ``track_nowait``)."""
-        if self._transport._track_auth is None:
+        if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
         self._enqueue_nowait(payload)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-import random
+import os
 import time
 from typing import Any, Final
 
@@ -74,11 +74,29 @@ def to_unix_seconds(value: object, field: str) -> int:
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Two base32 digits per lookup: 13 lookups encode the 130-bit (128 + 2 pad) ULID.
 _PAIRS: Final = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
-_getrandbits = random.getrandbits  # reseeded in forked children by the random module
 _time_ns = time.time_ns
 
 
 _ulid_prefix: tuple[int, str] = (-1, "")
+# Random 16-character suffixes (80 random bits each: every character is 5 bits of one
+# random byte), made 1024 at a time with os.urandom and bytes.translate, both in C:
+# about 20x fewer instructions per id than encoding an 80-bit integer in Python.
+_BYTE_TO_CHAR: Final = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
+_suffixes: list[str] = []
+
+
+def _refill() -> None:
+    text = os.urandom(16 * 1024).translate(_BYTE_TO_CHAR).decode("ascii")
+    _suffixes.extend([text[i : i + 16] for i in range(0, len(text), 16)])
+
+
+def _forget_suffixes() -> None:
+    # A forked child must never hand out suffixes its parent will also use.
+    _suffixes.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_suffixes)
 
 
 def new_ulid() -> str:
@@ -86,10 +104,10 @@ def new_ulid() -> str:
     global _ulid_prefix
     ms = _time_ns() // 1_000_000
     cached_ms, prefix = _ulid_prefix
-    p = _PAIRS
     if ms != cached_ms:
         # The first 10 characters encode the millisecond; reuse them within it. (A
         # tuple, swapped in one assignment, so threads never see half an update.)
+        p = _PAIRS
         prefix = (
             p[(ms >> 40) & 1023]
             + p[(ms >> 30) & 1023]
@@ -98,15 +116,8 @@ def new_ulid() -> str:
             + p[ms & 1023]
         )
         _ulid_prefix = (ms, prefix)
-    r = _getrandbits(80)
-    return (
-        prefix
-        + p[r >> 70]
-        + p[(r >> 60) & 1023]
-        + p[(r >> 50) & 1023]
-        + p[(r >> 40) & 1023]
-        + p[(r >> 30) & 1023]
-        + p[(r >> 20) & 1023]
-        + p[(r >> 10) & 1023]
-        + p[r & 1023]
-    )
+    while True:
+        try:
+            return prefix + _suffixes.pop()  # list.pop is atomic: no two callers share one
+        except IndexError:
+            _refill()

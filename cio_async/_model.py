@@ -340,7 +340,13 @@ def event_payload(
         if type(attributes) is not dict and not isinstance(attributes, Mapping):
             raise ValidationError("attributes", "must be a mapping")
         body["attributes"] = attributes
-    return _encode_op(body), event_id
+    try:
+        payload = _orjson_dumps(body, default=json_default, option=_ORJSON_OPTS)
+    except (TypeError, ValueError):
+        return _encode_op(body), event_id  # raises a ValidationError naming the value
+    if len(payload) > MAX_OPERATION_BYTES:
+        check_operation_size(payload)
+    return memoryview(payload).tobytes(), event_id  # compact: see _encode_op
 
 
 def as_person(ref: PersonRef, field: str = "person") -> Person:
