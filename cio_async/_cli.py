@@ -328,10 +328,10 @@ def _add_import_parser(sub: Any) -> None:
     imp = sub.add_parser(
         "import",
         help="bulk-load people and events from NDJSON or CSV",
-        description="Send every line of FILE (NDJSON, CSV or TSV; - for stdin) to "
-        "Customer.io through the batching pipeline, at full speed, with a progress "
-        "bar. Rejected lines go to an errors file with their line number and reason; "
-        "an interrupted import resumes where it stopped without sending anything twice.",
+        description="Send every line of FILE (NDJSON, CSV or TSV; - for stdin) to Customer.io\n"
+        "through the batching pipeline, at full speed, with a progress bar. Rejected\n"
+        "lines go to an errors file with their line number and reason; an interrupted\n"
+        "import resumes where it stopped without sending anything twice.",
         epilog=_IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -409,6 +409,13 @@ def _add_import_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="how often the checkpoint is saved while running (default 1)",
     )
+    imp.add_argument(
+        "--retry-timeout",
+        type=_seconds,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long to retry a failing batch before stopping with status 3 (default 900)",
+    )
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -427,6 +434,7 @@ def _import(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         drain_timeout=args.drain_timeout,
         checkpoint_interval=args.checkpoint_interval,
+        retry_timeout=args.retry_timeout,
     )
     return run_import(opts)
 

@@ -202,6 +202,11 @@ class StandIn:
         #: A v2 batch whose body contains this marker is refused whole with a 400,
         #: as Customer.io does for a malformed request.
         self.reject_batches_containing: bytes | None = None
+        #: ``reject_operation(op) -> (field, message) | None``: refuse matching v2
+        #: operations (a 207 entry in a batch, reason ``invalid``), as Customer.io does
+        #: for what only the workspace knows (an unknown object type, a disabled
+        #: identifier). The SDK's own checks cannot catch these.
+        self.reject_operation: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
         self._gate: asyncio.Event | None = None
         #: Requests waiting at a ``hold()`` right now.
         self.held = 0
@@ -741,6 +746,10 @@ class StandIn:
     def _v2_check(self, op: Any) -> RecordedOperation:
         if not isinstance(op, Mapping):
             raise _Invalid("", "operation must be an object")
+        if self.reject_operation is not None:
+            verdict = self.reject_operation(op)
+            if verdict is not None:
+                raise _Invalid(*verdict)
         type_, action = op.get("type"), op.get("action")
         if type_ not in ("person", "object", "delivery"):
             raise _Invalid("type", "must be person, object or delivery", "required")
