@@ -27,12 +27,13 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import io
 import os
 import signal
 import stat
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Final, TextIO
 
@@ -221,13 +222,13 @@ class _Import:
         handled = self._install_signals()
         server = None
         ticker = None
-        records = (
-            ndjson_records(input_lines(self.head, self.source))
-            if self.fmt == "ndjson"
-            else csv_records(
-                input_lines(self.head, self.source), "\t" if self.fmt == "tsv" else ","
-            )
-        )
+
+        def records(before_read: Callable[[], object]) -> Iterator[Record]:
+            lines = input_lines(self.head, self.source, before_read)
+            if self.fmt == "ndjson":
+                return ndjson_records(lines)
+            return csv_records(lines, "\t" if self.fmt == "tsv" else ",")
+
         reader = Reader(records, self.loop, self.wake)
         try:
             if self.opts.sandbox:
@@ -790,11 +791,16 @@ def _run(
     if not opts.dry_run and not opts.sandbox:
         config = _config_from_env(opts, env)
     if opts.path == "-":
-        source: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
+        # Unbuffered, and not sys.stdin itself: the reader thread may be blocked in a
+        # read when the process exits, and a buffered stream's lock would then make
+        # interpreter shutdown abort.
+        source: BinaryIO = (
+            stdin if stdin is not None else io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
+        )
         total: int | None = None
     else:
         try:
-            source = open(opts.path, "rb")  # noqa: SIM115 - closed below
+            source = open(opts.path, "rb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as exc:
             raise UsageError(f"cannot read {opts.path}: {exc.strerror or exc}") from None
         st = os.fstat(source.fileno())

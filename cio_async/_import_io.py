@@ -7,11 +7,10 @@ import asyncio
 import collections
 import contextlib
 import csv
-import io
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
@@ -20,6 +19,7 @@ import orjson
 CHECKPOINT_VERSION: Final = 1
 #: Records handed from the reader thread to the loop at a time.
 CHUNK: Final = 512
+_READ_SIZE: Final = 64 * 1024
 
 
 class UsageError(Exception):
@@ -40,20 +40,30 @@ class Record:
     error: str | None = None  # could not be read (CSV syntax, encoding)
 
 
-def input_lines(head: bytes, rest: BinaryIO) -> Iterator[bytes]:
-    """The input's lines: ``head`` (already read) followed by the rest of the stream."""
-    pending = b""
-    for line in io.BytesIO(head):
-        if line.endswith(b"\n"):
-            yield line
-        else:
-            pending = line
-    for line in rest:
-        if pending:
-            line, pending = pending + line, b""
-        yield line
-    if pending:
-        yield pending
+def input_lines(
+    head: bytes, rest: BinaryIO, before_read: Callable[[], object] | None = None
+) -> Iterator[bytes]:
+    """The input's lines: ``head`` (already read), then the rest of the stream.
+
+    Each read takes what is available (``read1``), and ``before_read()`` runs before
+    every read, which may block on a pipe: the reader hands over what it has first,
+    so lines that trickle in are imported at once, not when a chunk fills up.
+    """
+    read = getattr(rest, "read1", rest.read)
+    buf = head
+    while True:
+        parts = buf.split(b"\n")
+        buf = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+        if before_read is not None:
+            before_read()
+        data = read(_READ_SIZE)
+        if not data:
+            break
+        buf += data
+    if buf:
+        yield buf
 
 
 def ndjson_records(lines: Iterator[bytes]) -> Iterator[Record]:
@@ -111,9 +121,15 @@ class Reader:
     EOF: Final = object()
 
     def __init__(
-        self, records: Iterator[Record], loop: asyncio.AbstractEventLoop, wake: asyncio.Event
+        self,
+        records: Callable[[Callable[[], object]], Iterator[Record]],
+        loop: asyncio.AbstractEventLoop,
+        wake: asyncio.Event,
     ) -> None:
-        self._records = records
+        """``records(before_read)`` makes the record iterator; it must call
+        ``before_read()`` before each read of the input (see ``input_lines``)."""
+        self._make_records = records
+        self._pending: list[Record] = []
         self._loop = loop
         self._wake = wake
         self._q: queue.Queue[list[Record] | BaseException | None] = queue.Queue(maxsize=8)
@@ -127,18 +143,23 @@ class Reader:
 
     def _work(self) -> None:
         try:
-            chunk: list[Record] = []
-            for rec in self._records:
-                chunk.append(rec)
-                if len(chunk) >= CHUNK:
-                    if not self._put(chunk):
-                        return
-                    chunk = []
-            if chunk and not self._put(chunk):
-                return
-            self._put(None)
+            pending = self._pending
+            for rec in self._make_records(self._hand_over):
+                pending.append(rec)
+                if len(pending) >= CHUNK and not self._hand_over():
+                    return
+            if self._hand_over():
+                self._put(None)
         except Exception as exc:  # noqa: BLE001 - an I/O error: the loop reports it
             self._put(exc)
+
+    def _hand_over(self) -> bool:
+        """Put the records read so far on the queue (False: the loop stopped)."""
+        if not self._pending:
+            return not self._stop.is_set()
+        chunk = self._pending[:]
+        self._pending.clear()
+        return self._put(chunk)
 
     def _put(self, item: list[Record] | BaseException | None) -> bool:
         while not self._stop.is_set():

@@ -235,6 +235,33 @@ async def test_csv_from_a_file_and_ndjson_from_stdin(tmp_path: Path) -> None:
         assert "3 delivered, 0 rejected" in run.out
 
 
+async def test_stdin_lines_go_out_as_they_arrive_and_sigterm_stops(tmp_path: Path) -> None:
+    # More than the 64 KB that identify the input, then the pipe stays open.
+    n = 1500
+    data = b"".join(
+        b'{"type": "track", "id": "p", "name": "e", "data": {"n": %d, "pad": "%s"}}\n'
+        % (i, b"x" * 20)
+        for i in range(n)
+    )
+    assert len(data) > 64 * 1024
+    checkpoint = tmp_path / "stdin.checkpoint.json"
+    async with StandIn() as server:
+        proc = await spawn(
+            "import", "-", "--checkpoint", str(checkpoint), env=env_for(server), stdin=True
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+        # Everything arrives without the input ending: no line waits for a chunk to fill.
+        await server.wait_for(lambda s: len(s.events()) == n, timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        run = await finish(proc)
+        assert run.code == 130, run.err
+        assert "interrupted (SIGTERM)" in run.err
+        assert received_n(server) == Counter(range(n))
+    assert json.loads(checkpoint.read_text())["next_line"] == n + 1
+
+
 async def test_sigint_stops_cleanly_and_a_rerun_resumes_without_duplicates(
     tmp_path: Path,
 ) -> None:
