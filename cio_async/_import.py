@@ -65,7 +65,16 @@ from ._import_io import (
 from ._import_lines import CsvColumns, HeaderError, LineOptions, build, line_event_id, parse_ndjson
 from ._progress import Progress, format_duration
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "FORMATS",
+    "ImportOptions",
+    "run_import",
+]
 
 #: Every line was delivered (or there was nothing left to import).
 EXIT_OK: Final = 0
@@ -87,8 +96,8 @@ _EXTENSIONS: Final = {
     ".tsv": "tsv",
     ".tab": "tsv",
 }
-#: The input's identity (the salt of derived event ids) is a hash of its first bytes:
-#: readable from a pipe before anything is sent, and unchanged when the input grows.
+#: The input's identity (the salt of derived event ids) is a hash of its first bytes,
+#: which can be read from a pipe too, before anything is sent.
 _HEAD_BYTES: Final = 64 * 1024
 _SHOW_ERRORS: Final = 10
 
@@ -496,8 +505,12 @@ class _Import:
         elif self.errors_shown < _SHOW_ERRORS:
             self.errors_shown += 1
             self.progress.note(text)
-            if self.errors_shown == _SHOW_ERRORS and self.errors_path is not None:
-                self.progress.note(f"(further rejected lines only in {self.errors_path})")
+            if self.errors_shown == _SHOW_ERRORS:
+                self.progress.note(
+                    f"(further rejected lines only in {self.errors_path})"
+                    if self.errors_path is not None
+                    else "(further rejected lines not shown: pass --errors FILE to keep them)"
+                )
         self._advance()
         self.wake.set()
 
@@ -539,7 +552,7 @@ class _Import:
 
     async def _tick(self) -> None:
         last_save = time.monotonic()
-        step = min(self.progress.every, self.opts.checkpoint_interval, 1.0)
+        step = max(0.05, min(self.progress.every, self.opts.checkpoint_interval, 1.0))
         while True:
             await asyncio.sleep(step)
             if not self.opts.quiet:
@@ -547,6 +560,11 @@ class _Import:
             if time.monotonic() - last_save >= self.opts.checkpoint_interval:
                 last_save = time.monotonic()
                 self._save_checkpoint()
+
+    @property
+    def _finished(self) -> bool:
+        """Every line of the input is settled (even if a stop came in at the end)."""
+        return self.eof and not self.window
 
     def _save_checkpoint(self) -> None:
         if self.checkpoint_path is None or not self.verified:
@@ -557,7 +575,6 @@ class _Import:
             # The errors file first: the checkpoint must never get ahead of it.
             self.errors_fh.flush()
             os.fsync(self.errors_fh.fileno())
-        complete = self.eof and not self.window and not self.stopping
         data = {
             "version": CHECKPOINT_VERSION,
             "input": os.path.abspath(self.opts.path) if self.opts.path != "-" else "-",
@@ -566,7 +583,7 @@ class _Import:
             "next_line": self.ck_line,
             "offset": self.ck_offset,
             "prefix_sha256": self.prefix.hexdigest(),
-            "complete": complete,
+            "complete": self._finished,
             "totals": dict(self.totals),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -664,7 +681,7 @@ class _Import:
         if total_rejected and self.errors_path is not None:
             print(f"rejected lines, with reasons: {self.errors_path}", file=out)
         if self.checkpoint_path is not None and self.verified:
-            state = "complete" if self.eof and not self.window and not self.stopping else ""
+            state = "complete" if self._finished else ""
             print(
                 f"checkpoint: next line {self.ck_line:,}{' (' + state + ')' if state else ''} "
                 f"in {self.checkpoint_path}",
@@ -674,14 +691,14 @@ class _Import:
         if self.fatal is not None:
             print(f"error: {self.fatal}", file=self.err)
             return self.fatal.code
-        if self.interrupted is not None:
+        if self.interrupted is not None and not self._finished:
             print(
                 f"interrupted ({self.interrupted}) before line {self.ck_line:,}: {rerun}"
                 + ("" if self.checkpoint_path else " (no checkpoint: pass --checkpoint FILE)"),
                 file=self.err,
             )
             return EXIT_INTERRUPTED
-        if self.failure is not None:
+        if self.failure is not None and not self._finished:
             exc = self.failure
             if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
                 print(
