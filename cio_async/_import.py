@@ -240,7 +240,9 @@ class _Import:
 
         reader = Reader(records, self.loop, self.wake)
         try:
-            if self.opts.sandbox:
+            if self.opts.dry_run:
+                pass  # no client: nothing can be sent
+            elif self.opts.sandbox:
                 from .testing import StandIn
 
                 server = await StandIn().start()
@@ -265,15 +267,18 @@ class _Import:
                 await self.client.aclose(timeout=0)
                 await asyncio.sleep(0)  # let the last delivery callbacks run
             reader.close(join=self.opts.path != "-")
-            self._remove_signals(handled)
             self.progress.done()
             if server is not None:
                 self._print_sandbox(server)
                 await server.close()
-        self._save_checkpoint()
-        if self.errors_fh is not None:
-            self.errors_fh.close()
-        return self._summary()
+        try:
+            self._save_checkpoint()
+            if self.errors_fh is not None:
+                self.errors_fh.close()
+            return self._summary()
+        finally:
+            # Only now: a signal during the final save changes nothing.
+            self._remove_signals(handled)
 
     def _make_client(self, **kwargs: Any) -> AsyncCustomerIO:
         batch = BatchPolicy(
@@ -843,6 +848,11 @@ def _run(
                 None if opts.sandbox else _default_path(opts, ".checkpoint.json")
             )
         resume = None
+        if checkpoint_path is not None and opts.restart:
+            # Gone now, not at the first save: a crash before it must not leave the
+            # old checkpoint to skip lines this run was asked to send again.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(checkpoint_path)
         if checkpoint_path is not None and not opts.restart:
             resume = Checkpoint.load(checkpoint_path)
             if resume is not None and (

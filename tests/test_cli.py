@@ -349,8 +349,9 @@ async def test_dry_run_sends_nothing_and_reports_every_bad_line(tmp_path: Path) 
     assert "1 valid (1 identify), 4 invalid. Nothing was sent." in run.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["people.jsonl"]  # no state files
 
-    with_kind = await cio("import", str(src), "--dry-run", "--kind", "identify")
+    with_kind = await cio("import", str(src), "--dry-run", "--kind", "identify", "--sandbox")
     assert "line 5: timestamp: 1700000000000 looks like milliseconds" in with_kind.out
+    assert "sandbox:" not in with_kind.out  # a dry run starts no stand-in either
 
 
 async def test_sandbox_needs_no_credentials_and_leaves_no_checkpoint(tmp_path: Path) -> None:
@@ -446,3 +447,7 @@ async def test_a_changed_input_is_not_resumed(tmp_path: Path) -> None:
         assert changed.code == 2
         assert "--restart" in changed.err
         assert received_n(server) == Counter(range(21))
+        restarted = await cio("import", str(src), "--restart", env=env)
+        assert restarted.code == 0, restarted.err
+        assert received_n(server)[333] == 1
+        assert "checkpoint: next line 22 (complete)" in restarted.out
