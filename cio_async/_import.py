@@ -100,6 +100,9 @@ _EXTENSIONS: Final = {
 #: which can be read from a pipe too, before anything is sent.
 _HEAD_BYTES: Final = 64 * 1024
 _SHOW_ERRORS: Final = 10
+#: Lines that are not JSON objects at the start of an input before it is taken for
+#: not NDJSON at all (a wrong --format).
+_NOT_NDJSON: Final = 20
 
 
 @dataclass
@@ -220,6 +223,8 @@ class _Import:
         self.fatal: _Fatal | None = None
         self.errors_fh: BinaryIO | None = None
         self.errors_shown = 0
+        self.objects_seen = False
+        self.not_objects = 0
         self.wake: asyncio.Event
         self.loop: asyncio.AbstractEventLoop
 
@@ -272,7 +277,7 @@ class _Import:
                 self._print_sandbox(server)
                 await server.close()
         try:
-            self._save_checkpoint()
+            self._save_checkpoint(final=True)
             if self.errors_fh is not None:
                 self.errors_fh.close()
             return self._summary()
@@ -381,8 +386,11 @@ class _Import:
             try:
                 self.columns = CsvColumns(rec.fields, self.opts.lines)
             except HeaderError as exc:
+                hint = ""
+                if rec.fields[0].lstrip().startswith("{"):
+                    hint = "; the input looks like NDJSON: pass --format ndjson"
                 raise _Fatal(
-                    f"{self.opts.path}: CSV header (line {rec.line}): {exc}", EXIT_USAGE
+                    f"{self.opts.path}: CSV header (line {rec.line}): {exc}{hint}", EXIT_USAGE
                 ) from None
             entry.state = _State.EARLIER if earlier else _State.SKIPPED
             self._advance()
@@ -404,7 +412,13 @@ class _Import:
                 raw = rec.raw
                 if rec.line == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]  # a byte order mark
-                obj = parse_ndjson(raw)
+                try:
+                    obj = parse_ndjson(raw)
+                except ValidationError as exc:
+                    self._reject(entry, _State.INVALID, "invalid", exc.field, exc.message)
+                    self._not_ndjson(rec)
+                    return
+                self.objects_seen = True
             else:
                 assert rec.fields is not None
                 obj = self.columns.line_object(rec.fields)
@@ -433,6 +447,22 @@ class _Import:
         self.outstanding += 1
         self.outstanding_bytes += entry.size
         fut.add_done_callback(functools.partial(self._settled, entry))
+
+    def _not_ndjson(self, rec: Record) -> None:
+        """A wrong format is one error, not one per line: stop if the input starts
+        with many lines that are not JSON objects at all."""
+        if self.objects_seen:
+            return
+        self.not_objects += 1
+        if self.not_objects >= _NOT_NDJSON:
+            looks_csv = b"," in rec.raw or b"\t" in rec.raw
+            raise _Fatal(
+                f"{self.opts.path}: the first {_NOT_NDJSON} lines are not JSON objects, so "
+                "this is not NDJSON"
+                + ("; for CSV or TSV pass --format csv or --format tsv" if looks_csv else "")
+                + " (see the errors file or --dry-run for each line)",
+                EXIT_USAGE,
+            )
 
     def _verify_resume(self, rec: Record | None) -> None:
         """Before sending anything: is this the input the checkpoint was written for?"""
@@ -571,10 +601,12 @@ class _Import:
         """Every line of the input is settled (even if a stop came in at the end)."""
         return self.eof and not self.window
 
-    def _save_checkpoint(self) -> None:
-        if self.checkpoint_path is None or not self.verified:
-            return  # nothing verified yet: the earlier checkpoint stays as it was
-        if self.ck_line == self.saved_line and not self.eof:
+    def _save_checkpoint(self, final: bool = False) -> None:
+        if self.checkpoint_path is None or not self.verified or self.fatal is not None:
+            # Nothing verified yet, or the run was stopped by a problem the person has
+            # to fix (perhaps with other options): the earlier checkpoint stays.
+            return
+        if self.ck_line == self.saved_line and not final:
             return
         if self.errors_fh is not None:
             # The errors file first: the checkpoint must never get ahead of it.
@@ -685,7 +717,7 @@ class _Import:
         total_rejected = self.totals["invalid"] + self.totals["refused"]
         if total_rejected and self.errors_path is not None:
             print(f"rejected lines, with reasons: {self.errors_path}", file=out)
-        if self.checkpoint_path is not None and self.verified:
+        if self.checkpoint_path is not None and self.verified and self.fatal is None:
             state = "complete" if self._finished else ""
             print(
                 f"checkpoint: next line {self.ck_line:,}{' (' + state + ')' if state else ''} "
