@@ -879,6 +879,11 @@ def _run(
             checkpoint_path = opts.checkpoint or (
                 None if opts.sandbox else _default_path(opts, ".checkpoint.json")
             )
+        # Before anything is changed on disk.
+        if errors_path is not None:
+            _check_writable(errors_path, "errors file", "--errors")
+        if checkpoint_path is not None:
+            _check_writable(checkpoint_path, "checkpoint", "--checkpoint")
         resume = None
         if checkpoint_path is not None and opts.restart:
             # Gone now, not at the first save: a crash before it must not leave the
@@ -901,8 +906,6 @@ def _run(
                 prepare_errors_file(errors_path, resume.next_line if resume else 1)
             except OSError as exc:
                 raise UsageError(f"cannot write the errors file {errors_path}: {exc}") from None
-        if checkpoint_path is not None:
-            _check_writable(checkpoint_path)
         run = _Import(
             opts,
             fmt=fmt,
@@ -926,13 +929,17 @@ def _run(
             source.close()
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, what: str, option: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.access(directory, os.W_OK):
-        raise UsageError(
-            f"cannot write the checkpoint {path}: {directory} is not writable "
-            "(pass --checkpoint FILE elsewhere)"
-        )
+    if not os.path.isdir(directory):
+        problem = "does not exist"
+    elif not os.access(directory, os.W_OK):
+        problem = "is not writable"
+    else:
+        return
+    raise UsageError(
+        f"cannot write the {what} {path}: {directory} {problem} (pass {option} FILE elsewhere)"
+    )
 
 
 def _describe_options(options: Mapping[str, Any]) -> str:

@@ -51,3 +51,12 @@ def test_tsv_and_options_from_the_command_line(tmp_path: Path) -> None:
     code, out, _ = dry_run(src, lines=LineOptions(kind="page"))
     assert code == EXIT_OK
     assert "1 valid (1 page), 0 invalid, 1 blank" in out
+
+
+def test_state_files_in_a_missing_directory_are_a_usage_error(tmp_path: Path) -> None:
+    src = tmp_path / "people.ndjson"
+    src.write_text('{"type": "identify", "id": "1"}\n')
+    code, _, err = dry_run(src, errors=str(tmp_path / "no" / "such" / "errors.ndjson"))
+    assert code == EXIT_USAGE
+    assert "cannot write the errors file" in err and "does not exist" in err
+    assert "(pass --errors FILE elsewhere)" in err
