@@ -355,11 +355,15 @@ class Pipeline:
             pause = self._paused_until - loop.time()
             if pause > 0:
                 # A 429 pauses the whole sender: no new batches until the pause ends.
+                # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation
+                # that lands as the wait ends, and close() wakes the sender and cancels
+                # it in one go, which then waited for the sender forever.
                 wake.clear()
+                timer = loop.call_later(pause, wake.set)
                 try:
-                    await asyncio.wait_for(wake.wait(), pause)
-                except asyncio.TimeoutError:
-                    pass
+                    await wake.wait()
+                finally:
+                    timer.cancel()
                 continue
             await slots.acquire()
             first, items = self._queue.take(self._batch_events, self._batch_bytes)

@@ -218,6 +218,11 @@ class StandIn:
         self.path_auth: dict[str, Callable[[str | None], web.Response | None]] = {}
         #: The Data Pipelines write key (``POST /v1/batch``, see ``_cdp_standin``).
         self.cdp_write_key = "stand-in-write-key"
+        #: ``reject_operation(op) -> (field, message) | None``: refuse matching v2
+        #: operations (a 207 entry in a batch, reason ``invalid``), as Customer.io does
+        #: for what only the workspace knows (an unknown object type, a disabled
+        #: identifier). The SDK's own checks cannot catch these.
+        self.reject_operation: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
         self._gate: asyncio.Event | None = None
         #: Requests waiting at a ``hold()`` right now.
         self.held = 0
@@ -772,6 +777,10 @@ class StandIn:
     def _v2_check(self, op: Any) -> RecordedOperation:
         if not isinstance(op, Mapping):
             raise _Invalid("", "operation must be an object")
+        if self.reject_operation is not None:
+            verdict = self.reject_operation(op)
+            if verdict is not None:
+                raise _Invalid(*verdict)
         type_, action = op.get("type"), op.get("action")
         if type_ not in ("person", "object", "delivery"):
             raise _Invalid("type", "must be person, object or delivery", "required")
