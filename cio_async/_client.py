@@ -197,6 +197,7 @@ class AsyncCustomerIO:
     def stats(self) -> Stats:
         """A typed snapshot of counters, queue depth and per-operation latency."""
         return self._rec.snapshot(
+            admitted=self._pipeline.admitted,
             queue_depth=self._pipeline.queue_depth,
             queue_bytes=self._pipeline.queue_bytes,
             in_flight_batches=self._pipeline.in_flight,

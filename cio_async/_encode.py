@@ -11,7 +11,7 @@ import orjson
 
 from ._errors import ValidationError
 
-__all__ = ["dumps", "json_default", "loads", "new_ulid", "to_unix_seconds"]
+__all__ = ["dumps", "json_default", "loads", "new_event_id", "new_ulid", "to_unix_seconds"]
 
 _UTC = _dt.timezone.utc
 # Unix seconds stay below 1e11 until the year 5138; millisecond values of any date
@@ -77,7 +77,7 @@ _PAIRS: Final = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 _time_ns = time.time_ns
 
 
-_ulid_prefix: tuple[int, str] = (-1, "")
+_ulid_prefix: tuple[int, str, int] = (-1, "", 0)
 # Random 16-character suffixes (80 random bits each: every character is 5 bits of one
 # random byte), made 1024 at a time with os.urandom and bytes.translate, both in C:
 # about 20x fewer instructions per id than encoding an 80-bit integer in Python.
@@ -101,9 +101,14 @@ if hasattr(os, "register_at_fork"):
 
 def new_ulid() -> str:
     """A new ULID string (48-bit millisecond time + 80 random bits), 26 characters."""
+    return new_event_id()[0]
+
+
+def new_event_id() -> tuple[str, int]:
+    """A new ULID and the current Unix second, from one clock read (the hot path)."""
     global _ulid_prefix
     ms = _time_ns() // 1_000_000
-    cached_ms, prefix = _ulid_prefix
+    cached_ms, prefix, secs = _ulid_prefix
     if ms != cached_ms:
         # The first 10 characters encode the millisecond; reuse them within it. (A
         # tuple, swapped in one assignment, so threads never see half an update.)
@@ -115,9 +120,11 @@ def new_ulid() -> str:
             + p[(ms >> 10) & 1023]
             + p[ms & 1023]
         )
-        _ulid_prefix = (ms, prefix)
+        secs = ms // 1000
+        _ulid_prefix = (ms, prefix, secs)
     while True:
         try:
-            return prefix + _suffixes.pop()  # list.pop is atomic: no two callers share one
+            # list.pop is atomic: no two callers ever share a suffix.
+            return prefix + _suffixes.pop(), secs
         except IndexError:
             _refill()

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from orjson import dumps as _orjson_dumps
 
 from ._encode import _OPTS as _ORJSON_OPTS
-from ._encode import json_default, loads, new_ulid, to_unix_seconds
+from ._encode import json_default, loads, new_event_id, to_unix_seconds
 from ._errors import ValidationError
 from ._validate import (
     MAX_EVENT_NAME_BYTES,
@@ -327,14 +327,17 @@ def event_payload(
     limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
     if type(name) is not str or not name or len(name) * 4 > limit or name.isspace():
         check_text("url" if action == "page" else "name", name, limit)
-    event_id = new_ulid() if id is None else check_id("id", id)
+    if id is None:
+        event_id, now = new_event_id()
+    else:
+        event_id, now = check_id("id", id), int(_now())
     body: dict[str, Any] = {
         "type": "person",
         "action": action,
         "identifiers": identifiers,
         "name": name,
         "id": event_id,
-        "timestamp": int(_now()) if timestamp is None else to_unix_seconds(timestamp, "timestamp"),
+        "timestamp": now if timestamp is None else to_unix_seconds(timestamp, "timestamp"),
     }
     if attributes:
         if type(attributes) is not dict and not isinstance(attributes, Mapping):

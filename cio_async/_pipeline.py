@@ -123,6 +123,13 @@ class Pipeline:
     # -- state -------------------------------------------------------------------------
 
     @property
+    def admitted(self) -> int:
+        """Operations admitted so far: everything the queue ever took, plus those
+        dropped at admission (drop_newest, late cross-thread calls)."""
+        q = self._queue
+        return q.head_seq + q.events + self._rec.admitted
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.events
 
@@ -206,8 +213,7 @@ class Pipeline:
             or self._loop is not asyncio.get_running_loop()
         ):
             return 0
-        q.append(payload)
-        self._rec.admitted += 1
+        q.append(payload)  # counted as admitted through the queue's sequence numbers
         if q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
             wake = self._wake
             if wake is not None and not wake.is_set():
@@ -306,7 +312,6 @@ class Pipeline:
                 self._settle_dropped([item], "queue_full")
                 return
         q.append(item)
-        rec.admitted += 1
         if type(item) is Waited:
             self._waited_queued += 1
             self._wake_sender()

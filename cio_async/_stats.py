@@ -153,6 +153,8 @@ class Recorder:
     def __init__(self, hooks: Iterable[Hooks] = (), slow_threshold: float | None = None) -> None:
         self.hooks: tuple[Hooks, ...] = tuple(hooks)
         self.slow_threshold = slow_threshold
+        #: Admissions that never reached the queue (dropped on arrival); the pipeline
+        #: adds the queue's own count to give ``Stats.admitted``.
         self.admitted = 0
         self.delivered = 0
         self.failed: Counter[str] = Counter()
@@ -223,7 +225,7 @@ class Recorder:
         if self.hooks:
             self._call_hooks("on_batch_sent", events, size, status, seconds)
 
-    def snapshot(self, **live: Any) -> Stats:
+    def snapshot(self, admitted: int, **live: Any) -> Stats:
         latency = {
             op: LatencyStats(
                 count=h.count,
@@ -238,7 +240,7 @@ class Recorder:
         }
         n = self.batches_sent
         return Stats(
-            admitted=self.admitted,
+            admitted=admitted,
             delivered=self.delivered,
             failed=dict(self.failed),
             dropped=dict(self.dropped),
