@@ -219,13 +219,24 @@ class Ceiling(Peer):
     """aiohttp + orjson, by hand: build v2 operations, join them into batches of the same
     size cio_async uses (1000), post with the same concurrency (8 in flight) on one
     pooled session. No validation, no stats, no retries beyond honouring a 429's
-    Retry-After; ids are a per-run prefix plus a counter. The most a Python client on
-    aiohttp can do, so it is the throughput ceiling."""
+    Retry-After. The events are the same as cio_async's: each carries its own ULID and
+    timestamp (made with the same fast generator cio_async uses, so the comparison is
+    of everything else). The most a Python client on aiohttp can do, so it is the
+    throughput ceiling."""
 
     name = "ceiling"
     label = "aiohttp+orjson loop (ceiling)"
     BATCH = 1000
     IN_FLIGHT = 8
+
+    @staticmethod
+    def _new_event_id() -> tuple[str, int]:
+        # Imported on first use (workers for other peers never load cio_async), then
+        # bound, so each call costs no more than in cio_async itself.
+        from cio_async._encode import new_event_id
+
+        Ceiling._new_event_id = staticmethod(new_event_id)  # type: ignore[method-assign]
+        return new_event_id()
 
     def _session(self, **connector: Any) -> Any:
         import aiohttp
@@ -256,13 +267,15 @@ class Ceiling(Peer):
         raise RuntimeError("gave up after 1000 rate-limited attempts")
 
     def _op(self, prefix: str, i: int, user: str, ts: int, data: dict[str, Any]) -> dict[str, Any]:
+        # The same event cio_async sends: a real ULID and the event's own timestamp.
+        event_id, now = self._new_event_id()
         return {
             "type": "person",
             "action": "event",
             "identifiers": {"id": user},
             "name": EVENT_NAME,
-            "id": f"{prefix}{i:016X}",
-            "timestamp": ts,
+            "id": event_id,
+            "timestamp": now,
             "attributes": data,
         }
 
