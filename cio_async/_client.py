@@ -711,13 +711,16 @@ class AsyncCustomerIO:
         self._bypassed_dedup(operation)
         await self._enqueue(operation, wait)
 
-    async def submit(self, operation: Operation) -> asyncio.Future[None]:
+    async def submit(self, operation: Operation, *, urgent: bool = True) -> asyncio.Future[None]:
         """Queue ``operation`` and return a future for its delivery, without waiting.
 
         The future resolves when Customer.io accepted the operation, or raises the
         error that stopped it (``OperationRejectedError``, ``DeliveryAbandonedError``,
         ...). Use it to keep many operations in flight and still learn each outcome
         (bulk imports, checkpoints). Cancelling the future does not cancel delivery.
+        ``urgent`` (the default) sends the current batch at once, as ``wait=True``
+        does; ``urgent=False`` lets the operation wait for a full batch or the linger
+        like any other, for producers that submit many and collect the outcomes.
         """
         self._check_track()
         if not isinstance(operation, Operation):
@@ -725,7 +728,7 @@ class AsyncCustomerIO:
         if self._state is not _State.RUNNING:
             self._check_open()
         self._bypassed_dedup(operation)
-        fut = await self._pipeline.admit(operation, True)
+        fut = await self._pipeline.admit(operation, True, urgent)
         assert fut is not None
         return fut
 

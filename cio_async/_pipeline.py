@@ -177,7 +177,9 @@ class Pipeline:
         q = self._queue
         return q.events >= self._max_events or q.nbytes + size > self._max_bytes
 
-    async def admit(self, op: Operation | bytes, wait: bool) -> asyncio.Future[None] | None:
+    async def admit(
+        self, op: Operation | bytes, wait: bool, urgent: bool = True
+    ) -> asyncio.Future[None] | None:
         """Queue ``op`` (waiting for space under the ``block`` policy)."""
         if self._loop is None or self._loop is not asyncio.get_running_loop():
             self._start()
@@ -193,7 +195,8 @@ class Pipeline:
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         fut.add_done_callback(_consume)
-        self._admit(Waited(op if isinstance(op, Operation) else Operation.from_payload(op), fut))
+        operation = op if isinstance(op, Operation) else Operation.from_payload(op)
+        self._admit(Waited(operation, fut, urgent))
         return fut
 
     def try_admit(self, payload: bytes) -> int:
@@ -312,7 +315,7 @@ class Pipeline:
                 self._settle_dropped([item], "queue_full")
                 return
         q.append(item)
-        if type(item) is Waited:
+        if type(item) is Waited and item.urgent:
             self._waited_queued += 1
             self._wake_sender()
         elif q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
@@ -382,7 +385,7 @@ class Pipeline:
 
     def _after_take(self, items: list[Item]) -> None:
         if self._waited_queued:
-            self._waited_queued -= sum(1 for i in items if type(i) is Waited)
+            self._waited_queued -= sum(1 for i in items if type(i) is Waited and i.urgent)
         q = self._queue
         if not q.events:
             self._linger_due = False

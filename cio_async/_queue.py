@@ -18,15 +18,18 @@ from ._model import Operation
 
 
 class Waited(bytes):
-    """An encoded operation whose caller awaits its delivery."""
+    """An encoded operation whose caller awaits its delivery. An ``urgent`` one makes
+    the sender go at once (a waiting caller should not wait for the linger)."""
 
     op: Operation
     future: asyncio.Future[None]
+    urgent: bool
 
-    def __new__(cls, op: Operation, future: asyncio.Future[None]) -> Waited:
+    def __new__(cls, op: Operation, future: asyncio.Future[None], urgent: bool = True) -> Waited:
         self = super().__new__(cls, op.payload)
         self.op = op
         self.future = future
+        self.urgent = urgent
         return self
 
 

@@ -512,3 +512,17 @@ async def test_submit_returns_a_delivery_future(
         with pytest.raises(OperationRejectedError):
             await bad_fut
     assert len(server.events("e")) == 5
+
+
+async def test_submit_not_urgent_waits_for_a_full_batch(
+    make_client: ClientFactory, server: StandIn
+) -> None:
+    c = make_client(batch=policy(max_batch_events=5))
+    async with c:
+        futs = [await c.submit(Person(str(i)).event("e"), urgent=False) for i in range(4)]
+        for _ in range(3):
+            await asyncio.sleep(0)  # give the sender every chance to (wrongly) take them
+        assert c.stats().queue_depth == 4  # not urgent: no full batch, no linger yet
+        futs.append(await c.submit(Person("4").event("e"), urgent=False))  # fills the batch
+        await asyncio.gather(*futs)
+    assert batch_sizes(server) == [5]
