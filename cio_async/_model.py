@@ -299,6 +299,16 @@ def person_ident(ref: PersonRef) -> tuple[str, str]:
     return p.kind, p.value
 
 
+# Constant pieces of an encoded event, by (action, identifier kind) and by (action, name).
+# An event's payload is a join of these with the few encoded variable parts, which
+# costs about half of building a dict and encoding it (and needs no compacting copy).
+_HEADS: dict[str, dict[str, bytes]] = {"event": {}, "page": {}, "screen": {}}
+_NAMES: dict[str, dict[str, bytes]] = {"event": {}, "page": {}, "screen": {}}
+_TS = b'","timestamp":'
+_ATTRS = b',"attributes":'
+_last_ts: tuple[int, bytes] = (0, b"0")
+
+
 def event_payload(
     person: PersonRef,
     action: str,
@@ -309,8 +319,9 @@ def event_payload(
 ) -> tuple[bytes, str]:
     """Validate and encode a person event/page/screen; return ``(payload, event_id)``.
 
-    This is the admission hot path (a few microseconds): no Person or Operation
-    objects, one dict, one orjson call, the cheap checks first.
+    This is the admission hot path (about two microseconds): no Person, Operation or
+    dict objects, the cheap checks first, and the payload joined from cached pieces.
+    The bytes are the same as ``orjson.dumps`` of the operation's dict.
     """
     if (
         type(person) is str
@@ -320,36 +331,63 @@ def event_payload(
         and not person.startswith("cio_")
         and not person.isspace()
     ):
-        identifiers = {"id": person}
+        kind, value = "id", person
     else:
         kind, value = person_ident(person)
-        identifiers = {kind: value}
-    limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
-    if type(name) is not str or not name or len(name) * 4 > limit or name.isspace():
+    # Nested dicts keyed by the (interned, hash-cached) strings: no concatenation.
+    heads = _HEADS[action]
+    head = heads.get(kind)
+    if head is None:
+        head = heads[kind] = b'{"type":"person","action":%b,"identifiers":{"%b":' % (
+            _orjson_dumps(action),
+            kind.encode(),
+        )
+    names = _NAMES[action]
+    name_part = names.get(name) if type(name) is str else None
+    if name_part is None:
+        limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
         check_text("url" if action == "page" else "name", name, limit)
+        if len(names) > 4096:
+            names.clear()  # names are few in practice; bound the cache anyway
+        name_part = names[name] = b'},"name":%b,"id":"' % _orjson_dumps(name)
     if id is None:
         event_id, now = new_event_id()
+        id_bytes = event_id.encode()
     else:
         event_id, now = check_id("id", id), int(_now())
-    body: dict[str, Any] = {
-        "type": "person",
-        "action": action,
-        "identifiers": identifiers,
-        "name": name,
-        "id": event_id,
-        "timestamp": now if timestamp is None else to_unix_seconds(timestamp, "timestamp"),
-    }
+        id_bytes = _orjson_dumps(event_id)[1:-1]  # a caller's id may need escaping
+    ts = now if timestamp is None else to_unix_seconds(timestamp, "timestamp")
+    global _last_ts
+    last, ts_bytes = _last_ts
+    if ts != last:
+        ts_bytes = b"%d" % ts
+        _last_ts = (ts, ts_bytes)
     if attributes:
         if type(attributes) is not dict and not isinstance(attributes, Mapping):
             raise ValidationError("attributes", "must be a mapping")
-        body["attributes"] = attributes
-    try:
-        payload = _orjson_dumps(body, default=json_default, option=_ORJSON_OPTS)
-    except (TypeError, ValueError):
-        return _encode_op(body), event_id  # raises a ValidationError naming the value
+        try:
+            encoded = _orjson_dumps(attributes, default=json_default, option=_ORJSON_OPTS)
+        except (TypeError, ValueError):
+            encode_checked("operation.attributes", attributes)  # names the bad value
+            raise
+        payload = b"".join(
+            (
+                head,
+                _orjson_dumps(value),
+                name_part,
+                id_bytes,
+                _TS,
+                ts_bytes,
+                _ATTRS,
+                encoded,
+                b"}",
+            )
+        )
+    else:
+        payload = b"".join((head, _orjson_dumps(value), name_part, id_bytes, _TS, ts_bytes, b"}"))
     if len(payload) > MAX_OPERATION_BYTES:
         check_operation_size(payload)
-    return memoryview(payload).tobytes(), event_id  # compact: see _encode_op
+    return payload, event_id
 
 
 def as_person(ref: PersonRef, field: str = "person") -> Person:
