@@ -40,6 +40,7 @@ from ._transport import Transport
 
 log = logging.getLogger("cio_async")
 _get_ident = threading.get_ident
+_get_running_loop = asyncio.get_running_loop
 
 _HEAD = b'{"batch":['
 _TAIL = b"]}"
@@ -110,6 +111,9 @@ class Pipeline:
         self._linger_due = False
         self._paused_until = 0.0
         self._closing = False
+        #: The loop the fast path may admit on: set at start, cleared when closing or
+        #: when the sender dies (one attribute to test instead of three).
+        self._fast_loop: asyncio.AbstractEventLoop | None = None
         self._dead: BaseException | None = None
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # Bound once so the hot path does no attribute lookups on the policy.
@@ -149,6 +153,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._fast_loop = loop
             self._thread_id = threading.get_ident()
             self._wake = asyncio.Event()
             self._space = asyncio.Event()
@@ -206,14 +211,12 @@ class Pipeline:
         batch's worth, so a producer awaiting in a tight loop never starves the sender).
         """
         q = self._queue
-        size = len(payload)
+        loop = self._fast_loop
         if (
-            self._loop is None
-            or self._closing
-            or self._dead is not None
+            loop is None
             or q.events >= self._max_events
-            or q.nbytes + size > self._max_bytes
-            or self._loop is not asyncio.get_running_loop()
+            or q.nbytes + len(payload) > self._max_bytes
+            or loop is not _get_running_loop()
         ):
             return 0
         q.append(payload)  # counted as admitted through the queue's sequence numbers
@@ -222,7 +225,7 @@ class Pipeline:
             if wake is not None and not wake.is_set():
                 wake.set()
         elif self._timer is None and not self._linger_due:
-            self._timer = self._loop.call_later(self._policy.linger, self._linger_elapsed)
+            self._timer = loop.call_later(self._policy.linger, self._linger_elapsed)
         self._since_yield += 1
         if self._since_yield >= self._batch_events:
             self._since_yield = 0
@@ -413,6 +416,7 @@ class Pipeline:
             return
         # Nothing may hang on a dead sender: fail everything queued with its error.
         self._dead = exc
+        self._fast_loop = None
         log.error("cio_async sender task died; failing queued operations", exc_info=exc)
         items = self._queue.drain()
         self._settle_failed(items, exc, "sender_died")
@@ -622,6 +626,7 @@ class Pipeline:
         """Stop admission, flush with a deadline, drop (``shutdown``) what is left,
         and cancel and await every task."""
         self._closing = True
+        self._fast_loop = None
         if self._space is not None:
             self._space.set()  # blocked admitters re-check and see the client closing
         if self._loop is None:
