@@ -137,7 +137,7 @@ class MemoryQueue:
 
     def drain(self) -> list[Item]:
         out = self._items[self._head :]
-        self._items = []
+        self._items.clear()  # in place: the pipeline's fast path holds this very list
         self._head = 0
         self.head_seq += len(out)
         self.events = 0
