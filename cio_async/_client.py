@@ -526,6 +526,40 @@ class AsyncCustomerIO:
         self._enqueue_nowait(op.payload)
         return True
 
+    async def _event(
+        self,
+        action: str,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        id: str | None,
+        timestamp: object,
+        wait: bool,
+    ) -> str:
+        # ``track`` inlines this (it is the hottest call); page and screen share it.
+        if not self._has_track:
+            self._check_track()
+        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
+        if admitted != 1:
+            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
+        return event_id
+
+    def _event_nowait(
+        self,
+        action: str,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        id: str | None,
+        timestamp: object,
+    ) -> str:
+        if not self._has_track:
+            self._check_track()
+        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        self._enqueue_nowait(payload)
+        return event_id
+
     async def track(
         self,
         person: PersonRef,
@@ -576,13 +610,7 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a page view. Returns the event id."""
-        if not self._has_track:
-            self._check_track()
-        payload, event_id = event_payload(person, "page", url, data, id, timestamp)
-        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
-        if admitted != 1:
-            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
-        return event_id
+        return await self._event("page", person, url, data, id, timestamp, wait)
 
     def page_nowait(
         self,
@@ -594,11 +622,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``page`` without awaiting (see ``track_nowait``)."""
-        if not self._has_track:
-            self._check_track()
-        payload, event_id = event_payload(person, "page", url, data, id, timestamp)
-        self._enqueue_nowait(payload)
-        return event_id
+        return self._event_nowait("page", person, url, data, id, timestamp)
 
     async def screen(
         self,
@@ -611,13 +635,7 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record a mobile screen view. Returns the event id."""
-        if not self._has_track:
-            self._check_track()
-        payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
-        admitted = 0 if wait or self._state is not _RUNNING else self._pipeline.try_admit(payload)
-        if admitted != 1:
-            await (asyncio.sleep(0) if admitted == 2 else self._enqueue(payload, wait))
-        return event_id
+        return await self._event("screen", person, name, data, id, timestamp, wait)
 
     def screen_nowait(
         self,
@@ -629,11 +647,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
     ) -> str:
         """``screen`` without awaiting (see ``track_nowait``)."""
-        if not self._has_track:
-            self._check_track()
-        payload, event_id = event_payload(person, "screen", name, data, id, timestamp)
-        self._enqueue_nowait(payload)
-        return event_id
+        return self._event_nowait("screen", person, name, data, id, timestamp)
 
     async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
         """Delete a person."""
