@@ -424,13 +424,20 @@ class CustomerIOSerial(Peer):
             sent += 1
         return sent, failed
 
+    def _send_many(self, cio: Any, items: list[int], deadline: float | None) -> tuple[int, int]:
+        """How this peer sends a list of events: serially here, on threads below."""
+        return self._track_many(cio, items, deadline)
+
+    def _warm(self, cio: Any) -> None:
+        cio.track("warm-up", EVENT_NAME)
+
     def burst(self, events: int, bursts: int) -> list[float]:
         cio = self.client()
-        cio.track("warm-up", EVENT_NAME)
+        self._warm(cio)
         out = []
         for _ in range(bursts):
             t0 = time.perf_counter()
-            _, failed = self._track_many(cio, list(range(events)), None)
+            _, failed = self._send_many(cio, list(range(events)), None)
             out.append(time.perf_counter() - t0)
             if failed:
                 raise RuntimeError(f"{failed} events failed")
@@ -441,7 +448,7 @@ class CustomerIOSerial(Peer):
         _tolerant(cio.track, "warm-up", EVENT_NAME)
         deadline = time.monotonic() + budget
         c0, t0 = time.process_time(), time.perf_counter()
-        sent, failed = self._track_many(cio, list(range(events)), deadline)
+        sent, failed = self._send_many(cio, list(range(events)), deadline)
         return _stream_result(sent, failed, time.perf_counter() - t0, time.process_time() - c0)
 
     def identify_same(self, calls: int, budget: float) -> dict[str, Any]:
@@ -470,31 +477,14 @@ class CustomerIOThreads(CustomerIOSerial):
     def identify_latency(self, mode: str, calls: int) -> list[float]:
         raise NotApplicable("one call uses one thread: same as serial")
 
-    def _parallel(self, cio: Any, items: list[int], deadline: float | None) -> tuple[int, int]:
+    def _send_many(self, cio: Any, items: list[int], deadline: float | None) -> tuple[int, int]:
         chunks = [items[k :: self.CONCURRENCY] for k in range(self.CONCURRENCY)]
         with ThreadPoolExecutor(self.CONCURRENCY) as pool:
             results = list(pool.map(lambda c: self._track_many(cio, c, deadline), chunks))
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
-    def burst(self, events: int, bursts: int) -> list[float]:
-        cio = self.client()
-        self._parallel(cio, list(range(self.CONCURRENCY)), None)  # warm the pool
-        out = []
-        for _ in range(bursts):
-            t0 = time.perf_counter()
-            _, failed = self._parallel(cio, list(range(events)), None)
-            out.append(time.perf_counter() - t0)
-            if failed:
-                raise RuntimeError(f"{failed} events failed")
-        return out
-
-    def stream(self, events: int, budget: float) -> dict[str, Any]:
-        cio = self.client()
-        _tolerant(cio.track, "warm-up", EVENT_NAME)
-        deadline = time.monotonic() + budget
-        c0, t0 = time.process_time(), time.perf_counter()
-        sent, failed = self._parallel(cio, list(range(events)), deadline)
-        return _stream_result(sent, failed, time.perf_counter() - t0, time.process_time() - c0)
+    def _warm(self, cio: Any) -> None:
+        self._send_many(cio, list(range(self.CONCURRENCY)), None)  # warm the pool
 
     def identify_same(self, calls: int, budget: float) -> dict[str, Any]:
         cio = self.client()

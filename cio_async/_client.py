@@ -593,11 +593,7 @@ class AsyncCustomerIO:
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
         event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
-        if not self._has_track:
-            self._check_track()
-        payload, event_id = event_payload(person, "event", name, data, id, timestamp)
-        self._enqueue_nowait(payload)
-        return event_id
+        return self._event_nowait("event", person, name, data, id, timestamp)
 
     async def page(
         self,

@@ -192,7 +192,7 @@ class Pipeline:
             self._start()
         self._check_admission()
         payload = op.payload if isinstance(op, Operation) else op
-        if self._policy.when_full == "block" and self._full(len(payload)):
+        if self._block and self._full(len(payload)):
             await self._wait_for_space(len(payload))
         if not wait:
             self._admit(payload)
@@ -305,7 +305,7 @@ class Pipeline:
             self._rec.admitted += 1
             self._settle_dropped([payload], "shutdown" if self._closing else "sender_died")
             return
-        if self._policy.when_full == "block" and self._full(len(payload)):
+        if self._block and self._full(len(payload)):
             self._rec.admitted += 1
             self._settle_dropped([payload], "queue_full")
             return
