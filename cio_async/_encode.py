@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -21,7 +22,8 @@ _OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def json_default(obj: Any) -> Any:
-    """orjson ``default``: datetimes to Unix seconds, dates to ISO, sets to lists."""
+    """orjson ``default``: datetimes to Unix seconds, dates to ISO, sets to lists,
+    other mappings (``MappingProxyType``, a ``Mapping`` class) to dicts."""
     # Customer.io wants Unix seconds everywhere, so datetimes inside attributes are
     # converted rather than sent as ISO strings.
     if isinstance(obj, _dt.datetime):
@@ -30,6 +32,8 @@ def json_default(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 

@@ -96,8 +96,6 @@ class Pipeline:
         self._on_failure = on_failure
         self._on_drop = on_drop
         self._queue: QueueBackend = queue if queue is not None else MemoryQueue()
-        # The default queue's list, for the inline fast path (None for other backends).
-        self._mem = self._queue._items if type(self._queue) is MemoryQueue else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
         self._sender: asyncio.Task[None] | None = None
@@ -125,6 +123,8 @@ class Pipeline:
         self._batch_bytes = policy.max_batch_bytes
         self._block = policy.when_full == "block"
         self._since_yield = 0
+        #: True while the sender is known to be awake (see ``_wake_for_batch``).
+        self._woken = False
 
     # -- state -------------------------------------------------------------------------
 
@@ -167,6 +167,11 @@ class Pipeline:
                 "this AsyncCustomerIO is bound to another event loop; create one per loop"
             )
         return loop
+
+    def close_fast_path(self) -> None:
+        """Stop admitting through the fast paths (``try_admit``, ``_fastpath``) at once;
+        ``close()`` follows (aclose() starts it in a task)."""
+        self._fast_loop = None
 
     def on_loop_thread(self) -> bool:
         """True on the loop's thread (or before the pipeline started)."""
@@ -211,37 +216,19 @@ class Pipeline:
         open, room in the queue). Returns 0 when the caller must take the slow way, 1
         when admitted, 2 when admitted and the caller should yield to the loop (once per
         batch's worth, so a producer awaiting in a tight loop never starves the sender).
+        Person events have a faster, fused path (``_fastpath``).
         """
         q = self._queue
         loop = self._fast_loop
-        size = len(payload)
         if (
             loop is None
             or q.events >= self._max_events
-            or q.nbytes + size > self._max_bytes
+            or q.nbytes + len(payload) > self._max_bytes
             or loop is not _get_running_loop()
         ):
             return 0
-        # Counted as admitted through the queue's sequence numbers.
-        if self._mem is not None:
-            # The default in-memory queue, appended to inline: this is the hottest line
-            # of the SDK, and a method call would cost a fifth of the admission.
-            self._mem.append(payload)
-            q.events += 1
-            q.nbytes += size
-        else:
-            q.append(payload)
-        if q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
-            wake = self._wake
-            if wake is not None and not wake.is_set():
-                wake.set()
-        elif self._timer is None and not self._linger_due:
-            self._timer = loop.call_later(self._policy.linger, self._linger_elapsed)
-        self._since_yield += 1
-        if self._since_yield >= self._batch_events:
-            self._since_yield = 0
-            return 2
-        return 1
+        self._admit(payload)  # counted as admitted through the queue's sequence numbers
+        return 2 if self.yield_due() else 1
 
     def yield_due(self) -> bool:
         """True once per batch's worth of admissions (see ``try_admit``)."""
@@ -333,9 +320,8 @@ class Pipeline:
             self._waited_queued += 1
             self._wake_sender()
         elif q.events >= self._batch_events or q.nbytes >= self._batch_bytes:
-            wake = self._wake
-            if wake is not None and not wake.is_set():
-                wake.set()
+            if not self._woken:
+                self._wake_for_batch()
         elif self._timer is None and not self._linger_due:
             assert self._loop is not None
             self._timer = self._loop.call_later(self._policy.linger, self._linger_elapsed)
@@ -347,6 +333,14 @@ class Pipeline:
 
     def _wake_sender(self) -> None:
         if self._wake is not None:
+            self._wake.set()
+
+    def _wake_for_batch(self) -> None:
+        """A full batch is queued: wake the sender. ``_woken`` stays true until the
+        sender next goes to sleep, so admissions test a plain attribute rather than
+        call ``Event.is_set()`` each time."""
+        if self._wake is not None:
+            self._woken = True
             self._wake.set()
 
     # -- the sender --------------------------------------------------------------------
@@ -371,6 +365,7 @@ class Pipeline:
         wake, slots, loop = self._wake, self._slots, self._loop
         while True:
             if not self._ready():
+                self._woken = False  # before clear(): see _wake_for_batch
                 wake.clear()
                 await wake.wait()
                 continue
@@ -380,6 +375,7 @@ class Pipeline:
                 # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation
                 # that lands as the wait ends, and close() wakes the sender and cancels
                 # it in one go, which then waited for the sender forever.
+                self._woken = False
                 wake.clear()
                 timer = loop.call_later(pause, wake.set)
                 try:
