@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +29,16 @@ from benchmarks._util import ROOT, StandInProcess, counts_delta, machine_info, s
 from benchmarks.peers import PEERS, available
 from benchmarks.webload import MODES, run_load
 
-WORKLOADS = ("identify", "burst", "stream", "identify_same", "web", "rate_limited", "micro")
+WORKLOADS = (
+    "identify",
+    "burst",
+    "stream",
+    "instructions",
+    "identify_same",
+    "web",
+    "rate_limited",
+    "micro",
+)
 
 #: Which peers run which workload (the rest are reported as not applicable by the peer).
 STREAM_PEERS = (
@@ -50,7 +61,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "bursts": 2,
         "burst_repeats": 2,
         "stream_events": 1_000_000,
-        "stream_repeats": 3,
+        "stream_repeats": 5,
+        "instruction_events": [20_000, 220_000],
         "peer_budget": 10.0,
         "peer_repeats": 2,
         "same_calls": 10_000,
@@ -77,6 +89,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "bursts": 1,
         "burst_repeats": 1,
         "stream_events": 20_000,
+        "instruction_events": [2_000, 12_000],
         "stream_repeats": 2,
         "peer_budget": 2.0,
         "peer_repeats": 1,
@@ -105,6 +118,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "bursts": 1,
         "burst_repeats": 1,
         "stream_events": 2_000,
+        "instruction_events": [200, 1_200],
         "stream_repeats": 1,
         "peer_budget": 0.5,
         "peer_repeats": 1,
@@ -163,7 +177,7 @@ class Harness:
     def repeat(
         self,
         workload: str,
-        peer: str,
+        peer: str | list[str],
         s: StandInProcess | None,
         params: dict[str, Any],
         repeats: int,
@@ -171,48 +185,58 @@ class Harness:
         extract: Callable[[dict[str, Any], dict[str, int], float], dict[str, float]],
         variant: str | None = None,
     ) -> None:
-        """Run one (workload, peer) ``repeats`` times and record per-run metrics."""
-        runs: list[dict[str, Any]] = []
-        metrics: dict[str, list[float]] = {}
-        na = error = None
+        """Run one workload ``repeats`` times per peer and record per-run metrics.
+
+        Several peers run in turn (A, B, A, B, ...), so a machine that speeds up or
+        slows down during the run weighs on each alike, and run ``i`` of one peer can be
+        compared with run ``i`` of the other (``report`` takes paired ratios)."""
+        peers = [peer] if isinstance(peer, str) else peer
+        runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+        metrics: dict[str, dict[str, list[float]]] = {p: {} for p in peers}
+        failed: dict[str, tuple[Any, Any]] = {}
         for _ in range(repeats):
-            spec = {
-                "workload": workload,
-                "peer": peer,
-                "params": params,
-                "standin": s.spec() if s else None,
-            }
-            before = s.state() if s else {}
-            cpu0 = s.cpu_seconds() if s else 0.0
-            result = self.worker(spec, timeout)
-            delta = counts_delta(before, s.state()) if s else {}
-            standin_cpu = (s.cpu_seconds() - cpu0) if s else 0.0
-            if not result.get("ok"):
-                na, error = result.get("na"), result.get("error")
-                break
-            values = extract(result, delta, standin_cpu)
-            runs.append({"result": result, "standin": delta, "metrics": values})
-            for k, v in values.items():
-                metrics.setdefault(k, []).append(v)
-        summary = {k: summarize(v) for k, v in metrics.items()}
-        self.add(
-            workload,
-            peer,
-            s.rtt if s else None,
-            variant=variant,
-            summary=summary,
-            runs=runs,
-            na=na,
-            error=error,
-        )
-        head = next(iter(summary.items()), None)
-        shown = (
-            f"{head[0]}={head[1]['median']:.4g}"
-            if head and head[1]["median"] is not None
-            else (na or error or "")
-        )
-        rtt = f"rtt={s.rtt * 1000:.0f}ms" if s else "in-process"
-        self.log(f"  {workload:14} {variant or '':5} {peer:24} {rtt:10} {shown}"[:160])
+            for name in peers:
+                if name in failed:
+                    continue
+                spec = {
+                    "workload": workload,
+                    "peer": name,
+                    "params": params,
+                    "standin": s.spec() if s else None,
+                }
+                before = s.state() if s else {}
+                cpu0 = s.cpu_seconds() if s else 0.0
+                result = self.worker(spec, timeout)
+                delta = counts_delta(before, s.state()) if s else {}
+                standin_cpu = (s.cpu_seconds() - cpu0) if s else 0.0
+                if not result.get("ok"):
+                    failed[name] = (result.get("na"), result.get("error"))
+                    continue
+                values = extract(result, delta, standin_cpu)
+                runs[name].append({"result": result, "standin": delta, "metrics": values})
+                for k, v in values.items():
+                    metrics[name].setdefault(k, []).append(v)
+        for name in peers:
+            summary = {k: summarize(v) for k, v in metrics[name].items()}
+            na, error = failed.get(name, (None, None))
+            self.add(
+                workload,
+                name,
+                s.rtt if s else None,
+                variant=variant,
+                summary=summary,
+                runs=runs[name],
+                na=na,
+                error=error,
+            )
+            head = next(iter(summary.items()), None)
+            shown = (
+                f"{head[0]}={head[1]['median']:.4g}"
+                if head and head[1]["median"] is not None
+                else (na or error or "")
+            )
+            rtt = f"rtt={s.rtt * 1000:.0f}ms" if s else "in-process"
+            self.log(f"  {workload:14} {variant or '':5} {name:24} {rtt:10} {shown}"[:160])
 
     # -- workloads -----------------------------------------------------------------------------
 
@@ -284,23 +308,31 @@ class Harness:
     def stream(self, s: StandInProcess) -> None:
         z = self.sizes
         s.configure(lean=True)
+        # cio_async and the ceiling take turns, run by run: the CPU target is a ratio
+        # of the two, and this shared machine's speed drifts by more than the margin.
+        full = [p for p in self.peers if p in ("cio_async", "ceiling")]
+        if full:
+            self.repeat(
+                "stream",
+                full,
+                s,
+                {"events": z["stream_events"], "budget": 600.0},
+                z["stream_repeats"],
+                900,
+                self._stream_extract,
+            )
         for peer in self.peers:
-            if peer not in STREAM_PEERS:
+            if peer not in STREAM_PEERS or peer in full:
                 continue
-            full = peer in ("cio_async", "ceiling")
-            if not full and s.rtt != self.default_rtt:
+            if s.rtt != self.default_rtt:
                 continue  # peers are latency-bound: one RTT is enough to rank them
-            params = {
-                "events": z["stream_events"],
-                "budget": 600.0 if full else z["peer_budget"],
-            }
             self.repeat(
                 "stream",
                 peer,
                 s,
-                params,
-                z["stream_repeats"] if full else z["peer_repeats"],
-                900 if full else z["peer_budget"] + 120,
+                {"events": z["stream_events"], "budget": z["peer_budget"]},
+                z["peer_repeats"],
+                z["peer_budget"] + 120,
                 self._stream_extract,
             )
         s.configure(lean=False)
@@ -428,6 +460,62 @@ class Harness:
         load["served"] = out.strip()
         return load
 
+    def instructions(self, s: StandInProcess) -> None:
+        """The stream's client CPU per event counted in machine instructions, under
+        valgrind's callgrind: unlike CPU seconds on a shared VM, the count repeats to
+        within a fraction of a percent. Each peer streams two sizes; the difference
+        divided by the difference in events is the marginal cost of one event (start-up
+        and imports cancel out). The stand-in runs outside valgrind, at RTT 0."""
+        valgrind = shutil.which("valgrind")
+        small, large = self.sizes["instruction_events"]
+        s.configure(lean=True)
+        try:
+            for peer in [p for p in self.peers if p in ("cio_async", "ceiling")]:
+                counts: list[int] = []
+                error = None if valgrind else "valgrind is not installed"
+                for events in (small, large) if valgrind else ():
+                    spec = {
+                        "workload": "stream",
+                        "peer": peer,
+                        "params": {"events": events, "budget": 3600.0},
+                        "standin": s.spec(),
+                    }
+                    count, error = self._callgrind(valgrind or "", spec)
+                    if count is None:
+                        break
+                    counts.append(count)
+                summary = {}
+                if len(counts) == 2:
+                    per_event = (counts[1] - counts[0]) / (large - small)
+                    summary = {"instructions_per_event": summarize([per_event])}
+                self.add(
+                    "instructions",
+                    peer,
+                    s.rtt,
+                    summary=summary,
+                    runs=[{"events": [small, large], "instructions": counts}],
+                    na=error if not valgrind else None,
+                    error=error if valgrind else None,
+                )
+                shown = f"{summary['instructions_per_event']['median']:,.0f}" if summary else error
+                self.log(f"  {'instructions':14} {'':5} {peer:24} {'rtt=0ms':10} {shown}")
+        finally:
+            s.configure(lean=False)
+
+    def _callgrind(self, valgrind: str, spec: dict[str, Any]) -> tuple[int | None, str | None]:
+        cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        cmd += [sys.executable, "-m", "benchmarks.worker"]
+        try:
+            out = subprocess.run(
+                cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=1800, cwd=ROOT
+            )
+        except subprocess.TimeoutExpired:
+            return None, "valgrind run timed out"
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if '"ok": true' not in out.stdout or not found:
+            return None, (out.stderr or out.stdout or "no result")[-500:]
+        return int(found.group(1)), None
+
     def micro(self) -> None:
         z = self.sizes
         params = {
@@ -510,12 +598,16 @@ def main(argv: list[str] | None = None) -> int:
 
     default_rtt = 0.05 if 0.05 in sizes["rtts"] else sizes["rtts"][0]
     rtts = sorted(set(sizes["rtts"]) | set(sizes["stream_rtts"]) | {default_rtt})
+    if "instructions" in workloads and 0.0 not in rtts:
+        rtts.insert(0, 0.0)
     for rtt in rtts:
         todo = []
         if rtt in sizes["rtts"]:
             todo += [w for w in ("identify", "burst") if w in workloads]
         if rtt in sizes["stream_rtts"] and "stream" in workloads:
             todo.append("stream")
+        if rtt == 0.0 and "instructions" in workloads:
+            todo.append("instructions")
         if rtt == default_rtt:
             todo += [w for w in ("identify_same", "web", "rate_limited") if w in workloads]
         if not todo:

@@ -53,6 +53,7 @@ def test_harness_runs_every_workload_for_cio_async_and_the_ceiling(
     h.identify_same(standin)
     h.web(standin)
     h.micro()
+    h.instructions(standin)
     failed = [r for r in h.results if r.get("error")]
     assert not failed, failed
     by = {(r["workload"], r["peer"], r.get("variant")): r for r in h.results}
@@ -63,6 +64,11 @@ def test_harness_runs_every_workload_for_cio_async_and_the_ceiling(
     assert by[("identify", "cio_async", "cold")]["summary"]["median_ms"]["median"] > 0
     web = by[("web", "cio_async", None)]
     assert web["runs"][0]["standin"].get("person.event", 0) > 0  # the handler tracked
+    inst = by[("instructions", "cio_async", None)]
+    if inst.get("na"):
+        assert "valgrind" in inst["na"]
+    else:
+        assert inst["summary"]["instructions_per_event"]["median"] > 1000
     micro = by[("micro", "cio_async", None)]["summary"]
     assert micro["queued_bytes_per_event"]["median"] > 0
     assert micro["identify_hit_median_us"]["median"] > 0
