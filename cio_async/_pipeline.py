@@ -375,7 +375,9 @@ class Pipeline:
                 # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation
                 # that lands as the wait ends, and close() wakes the sender and cancels
                 # it in one go, which then waited for the sender forever.
-                self._woken = False
+                # _woken stays true: full batches need not wake a sender that cannot
+                # send before the timer (flush, close and waiters still wake it).
+                self._woken = True
                 wake.clear()
                 timer = loop.call_later(pause, wake.set)
                 try:
