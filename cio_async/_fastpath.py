@@ -51,11 +51,16 @@ _MAX_NAMES: Final = 4096
 _running_loop = _events._get_running_loop
 
 
+_KIND_OPEN: Final = {k: b'{"%b":' % k.encode() for k in ("id", "email", "cio_id", "phone")}
+_NAME_KEY: Final = b'},"name":'
+
+
 def _ident(person: str) -> bytes:
     kind, value = person_ident(person)  # validates; raises ValidationError
+    piece = b"".join((_KIND_OPEN[kind], dumps(value), _NAME_KEY))
     if len(_IDENTS) >= _MAX_IDENTS:
         _IDENTS.clear()  # cheaper than an LRU on the hot path; refills with who is active
-    piece = _IDENTS[person] = b'{"%b":%b},"name":' % (kind.encode(), dumps(value))
+    _IDENTS[person] = piece
     return piece
 
 
