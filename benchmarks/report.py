@@ -187,13 +187,15 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         c_c, c_x = _med(cio, "cpu_us_per_event"), _med(ceil, "cpu_us_per_event")
         t_r, t_lo, t_hi = _paired(cio, ceil, "events_per_s")
         c_r, c_lo, c_hi = _paired(cio, ceil, "cpu_us_per_event")
+        # The issue sets its targets at 50 ms RTT; other RTTs are extra conditions.
+        src = "issue 3b/3d" if abs(rtt - 0.05) < 1e-9 else "extra: the issue sets 50 ms"
         if t_c and t_x and t_r:
             out.append(
                 (
                     f"throughput ≥ 90% of the hand-written ceiling (RTT {rtt * 1000:.0f} ms)",
                     f"{t_c:,.0f} vs {t_x:,.0f} events/s; paired runs {t_r:.0%} "
                     f"(range {t_lo:.0%}-{t_hi:.0%})",
-                    "issue 3b/3d",
+                    src,
                     t_r >= 0.9,
                 )
             )
@@ -203,7 +205,7 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                     f"CPU per event ≤ 1.5{TIMES} the ceiling's (RTT {rtt * 1000:.0f} ms)",
                     f"{c_c:.2f} vs {c_x:.2f} µs; paired runs {c_r:.2f}{TIMES} "
                     f"(range {c_lo:.2f}-{c_hi:.2f})",
-                    "issue 3b/3d",
+                    src,
                     c_r <= 1.5,
                 )
             )
