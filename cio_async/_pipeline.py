@@ -78,7 +78,11 @@ def _consume(fut: asyncio.Future[None]) -> None:
 
 
 class Pipeline:
-    """Batches operations into ``/api/v2/batch`` requests. Internal; the client owns it."""
+    """Batches operations into ``/api/v2/batch`` requests. Internal; the client owns it.
+
+    ``_fastpath`` admits person events into the default queue directly and so shares
+    this class's admission state (``_fast_loop``, the queue bounds, ``_woken``, the
+    linger timer): a change to how ``_admit`` queues must be made there too."""
 
     def __init__(
         self,
