@@ -103,6 +103,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_suffixes)
 
 
+def ulid_time_prefix(ms: int) -> str:
+    """A ULID's first 10 characters: Unix milliseconds ``ms`` in Crockford base32."""
+    p = _PAIRS
+    return (
+        p[(ms >> 40) & 1023]
+        + p[(ms >> 30) & 1023]
+        + p[(ms >> 20) & 1023]
+        + p[(ms >> 10) & 1023]
+        + p[ms & 1023]
+    )
+
+
 def new_ulid() -> str:
     """A new ULID string (48-bit millisecond time + 80 random bits), 26 characters."""
     return new_event_id()[0]
@@ -116,14 +128,7 @@ def new_event_id() -> tuple[str, int]:
     if ms != cached_ms:
         # The first 10 characters encode the millisecond; reuse them within it. (A
         # tuple, swapped in one assignment, so threads never see half an update.)
-        p = _PAIRS
-        prefix = (
-            p[(ms >> 40) & 1023]
-            + p[(ms >> 30) & 1023]
-            + p[(ms >> 20) & 1023]
-            + p[(ms >> 10) & 1023]
-            + p[ms & 1023]
-        )
+        prefix = ulid_time_prefix(ms)
         secs = ms // 1000
         _ulid_prefix = (ms, prefix, secs)
     while True:

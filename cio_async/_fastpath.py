@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Final
 
 from orjson import dumps
 
-from ._encode import _OPTS, _PAIRS, _refill, _suffixes, json_default
+from ._encode import _OPTS, _refill, _suffixes, json_default, ulid_time_prefix
 from ._model import person_ident
 from ._queue import MemoryQueue
-from ._validate import MAX_EVENT_NAME_BYTES, MAX_OPERATION_BYTES, check_text
+from ._validate import MAX_OPERATION_BYTES, check_text, event_name_rule
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -81,7 +81,7 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
     batch_events, batch_bytes = p._batch_events, p._batch_bytes
     linger = p._policy.linger
     head = b'{"type":"person","action":"%b","identifiers":' % action.encode()
-    name_field, name_limit = ("url", 2048) if action == "page" else ("name", MAX_EVENT_NAME_BYTES)
+    name_field, name_limit = event_name_rule(action)
     names: dict[str, bytes] = {}
     idents = _IDENTS
     make_ident = _ident
@@ -89,7 +89,6 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
     time_ns = time.time_ns
     pop = _suffixes.pop  # list.pop is atomic: no two callers share a suffix
     refill = _refill
-    pairs = _PAIRS
     last_ms = last_s = -1
     prefix = ""
     prefix_b = ts_attrs = ts_end = b""
@@ -98,7 +97,12 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
     def admit(person: object, name: object, data: object) -> str | tuple[str] | None:
         nonlocal last_ms, last_s, prefix, prefix_b, ts_attrs, ts_end, since_yield
         loop = p._fast_loop
-        if loop is None or running_loop() is not loop or type(person) is not str:
+        if (
+            loop is None
+            or running_loop() is not loop
+            or type(person) is not str
+            or q.events >= max_events  # full: the policy decides, before any encoding
+        ):
             return None
         ident = idents.get(person)
         if ident is None:
@@ -111,15 +115,8 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
             name_part = names[name] = dumps(name) + b',"id":"'  # type: ignore[index]
         ms = time_ns() // 1_000_000
         if ms != last_ms:
-            # The ULID's first 10 characters encode the millisecond.
             last_ms = ms
-            prefix = (
-                pairs[(ms >> 40) & 1023]
-                + pairs[(ms >> 30) & 1023]
-                + pairs[(ms >> 20) & 1023]
-                + pairs[(ms >> 10) & 1023]
-                + pairs[ms & 1023]
-            )
+            prefix = ulid_time_prefix(ms)  # once per millisecond
             prefix_b = prefix.encode()
             if ms // 1000 != last_s:
                 last_s = ms // 1000
@@ -143,8 +140,8 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
         else:
             payload = b"".join((head, ident, name_part, prefix_b, suffix.encode(), ts_end))
         size = len(payload)
-        if size > MAX_OPERATION_BYTES or q.events >= max_events or q.nbytes + size > max_bytes:
-            return None  # too large, or a full queue: the policy decides
+        if size > MAX_OPERATION_BYTES or q.nbytes + size > max_bytes:
+            return None  # too large, or no room for its bytes: the policy decides
         items.append(payload)
         q.events += 1
         q.nbytes += size

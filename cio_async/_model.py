@@ -18,13 +18,13 @@ from ._encode import _OPTS as _ORJSON_OPTS
 from ._encode import json_default, loads, new_event_id, to_unix_seconds
 from ._errors import ValidationError
 from ._validate import (
-    MAX_EVENT_NAME_BYTES,
     MAX_OPERATION_BYTES,
     check_attributes,
     check_id,
     check_operation_size,
     check_text,
     encode_checked,
+    event_name_rule,
 )
 
 __all__ = [
@@ -345,8 +345,8 @@ def event_payload(
     names = _NAMES[action]
     name_part = names.get(name) if type(name) is str else None
     if name_part is None:
-        limit = 2048 if action == "page" else MAX_EVENT_NAME_BYTES
-        check_text("url" if action == "page" else "name", name, limit)
+        field, limit = event_name_rule(action)
+        check_text(field, name, limit)
         if len(names) > 4096:
             names.clear()  # names are few in practice; bound the cache anyway
         name_part = names[name] = b'},"name":%b,"id":"' % _orjson_dumps(name)

@@ -29,6 +29,7 @@ from ._validate import (
     check_id,
     check_text,
     encode_checked,
+    event_name_rule,
 )
 
 __all__ = ["AccountRegion", "BatchError", "BatchResult", "TrackV1", "TrackV2"]
@@ -166,7 +167,7 @@ class TrackV1:
         timestamp: object,
     ) -> str:
         p = as_person(person)
-        name_field, limit = ("url", 2048) if kind == "page" else ("name", MAX_EVENT_NAME_BYTES)
+        name_field, limit = event_name_rule(kind)
         body = self._event_body(kind, name, name_field, data, id, timestamp, limit)
         await self._call("POST", f"/api/v1/customers/{p.v1_path}/events", op, dumps(body))
         return str(body["id"])

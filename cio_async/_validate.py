@@ -14,6 +14,7 @@ from ._errors import ValidationError
 
 MAX_ID_BYTES: Final = 150
 MAX_EVENT_NAME_BYTES: Final = 100
+MAX_PAGE_URL_BYTES: Final = 2048
 MAX_ATTRIBUTE_NAME_BYTES: Final = 150
 MAX_ATTRIBUTES: Final = 300
 MAX_ATTRIBUTE_VALUE_BYTES: Final = 1000
@@ -21,6 +22,12 @@ MAX_EVENT_DATA_BYTES: Final = 100_000
 MAX_OPERATION_BYTES: Final = 32_000
 MAX_BATCH_BYTES: Final = 500_000
 MAX_SEGMENT_IDS: Final = 1000
+
+
+def event_name_rule(action: str | None) -> tuple[str, int]:
+    """The field an event's name is reported as, and its byte limit: a page view's
+    name is its URL."""
+    return ("url", MAX_PAGE_URL_BYTES) if action == "page" else ("name", MAX_EVENT_NAME_BYTES)
 
 
 def utf8_len(s: str) -> int:
