@@ -14,15 +14,7 @@ from typing import Any
 import pytest
 
 from cio_async import ValidationError
-from cio_async._import_io import (
-    Checkpoint,
-    UsageError,
-    csv_records,
-    input_lines,
-    ndjson_records,
-    prepare_errors_file,
-)
-from cio_async._import_lines import (
+from cio_async.cli._import_lines import (
     CsvColumns,
     HeaderError,
     LineOptions,
@@ -30,6 +22,9 @@ from cio_async._import_lines import (
     line_event_id,
     parse_ndjson,
 )
+from cio_async.cli._import_options import UsageError
+from cio_async.cli._import_read import csv_records, input_lines, ndjson_records
+from cio_async.cli._import_settle import Checkpoint, prepare_errors_file
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
