@@ -43,6 +43,7 @@ from ._errors import (
     RedirectError,
     RequestTooLargeError,
     ServerError,
+    TLSError,
     UnprocessableError,
     ValidationError,
 )
@@ -129,6 +130,7 @@ __all__ = [
     "Segment",
     "SendResult",
     "ServerError",
+    "TLSError",
     "Stats",
     "TrackV1",
     "TrackV2",
