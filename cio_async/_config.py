@@ -147,6 +147,12 @@ class PoolConfig:
     ``max_connections`` bounds open sockets and, through a semaphore, requests in
     flight, so the pool is never oversubscribed (callers wait for a slot, they do not
     queue inside aiohttp). Timeouts are seconds; ``None`` disables one.
+
+    ``proxy`` sends every request through an HTTP proxy (``http://host:port``; put
+    ``user:password@`` in it for a proxy that wants ``Proxy-Authorization``, which is
+    sent only then). ``trust_env=True`` honours ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``NO_PROXY`` (and ``~/.netrc``) instead, as aiohttp does; an explicit ``proxy``
+    wins. The proxy URL never appears in the repr.
     """
 
     max_connections: int = 25
@@ -162,8 +168,16 @@ class PoolConfig:
     tcp_keepalive_idle: int = 60
     tcp_keepalive_interval: int = 30
     tcp_keepalive_count: int = 5
+    proxy: str | None = field(default=None, repr=False)
+    trust_env: bool = False
 
     def __post_init__(self) -> None:
+        if self.proxy is not None:
+            proxy = self.proxy.strip() if isinstance(self.proxy, str) else ""
+            if not proxy.startswith(("http://", "https://")):
+                # The value is not quoted: it may carry the proxy's password.
+                raise ConfigurationError("PoolConfig.proxy must be an http(s):// URL")
+            object.__setattr__(self, "proxy", proxy)
         if self.max_connections < 1:
             raise ConfigurationError("PoolConfig.max_connections must be at least 1")
         if self.max_connections_per_host < 0:

@@ -179,7 +179,16 @@ class Transport:
             sock_connect=pool.connect_timeout,
             sock_read=pool.read_timeout,
         )
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+        # A proxy sees only what the request carries: our Authorization travels inside
+        # the CONNECT tunnel for https, and Proxy-Authorization comes only from
+        # credentials in ``pool.proxy`` itself.
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=True,
+            proxy=pool.proxy,
+            trust_env=pool.trust_env,
+        )
 
     def _socket_factory(self, addr_info: Any) -> socket.socket:
         family, type_, proto, _, _ = addr_info
