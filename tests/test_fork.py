@@ -163,3 +163,28 @@ def test_the_blocking_client_still_refuses_bad_arguments_at_construction() -> No
 
     with pytest.raises(ConfigurationError):
         CustomerIO("site", None)  # a site id without its key
+
+
+def test_the_worker_exit_hook_function_flushes_an_os_exit_child(
+    threaded_server: StandIn,
+) -> None:
+    # What the README's Celery ``worker_process_shutdown`` / gunicorn ``worker_exit``
+    # hooks call, in a child that then leaves through os._exit as those workers do.
+    cio = CustomerIO(**threaded_server.client_kwargs(), batch=HELD)
+
+    def flush_customerio(**kwargs: object) -> None:
+        cio.close(timeout=10)
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through its exit status
+        try:
+            for i in range(200):
+                cio.track("w", "worker", {"i": i})
+            flush_customerio(sender=None)
+        except BaseException:
+            os._exit(2)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(threaded_server.events("worker")) == 200
+    cio.close()
