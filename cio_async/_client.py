@@ -224,8 +224,10 @@ class AsyncCustomerIO:
         A borrowed ``session`` or a custom ``queue``/``dedup_cache`` is the caller's and
         is kept as given.
         """
-        if self._state is not _State.RUNNING:
-            return  # never started (nothing bound yet), or closing/closed in the parent
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return  # the parent is closing it: it stays closed here
+        # A NEW client may be bound too (direct v1/v2/app calls start the transport
+        # without the pipeline), so every open client is rebuilt; an unbound one cheaply.
         _FORK_ORPHANS.append((self._transport, self._pipeline, self._tasks, self.app))
         self._wire(Recorder(self._rec.hooks, self._config.slow_call_threshold))
 

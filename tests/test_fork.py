@@ -188,3 +188,29 @@ def test_the_worker_exit_hook_function_flushes_an_os_exit_child(
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(threaded_server.events("worker")) == 200
     cio.close()
+
+
+def test_direct_calls_in_the_parent_do_not_bind_the_child(threaded_server: StandIn) -> None:
+    # Only client.v1 was used (the pipeline never started): the transport is bound.
+    loop = asyncio.new_event_loop()
+    client = AsyncCustomerIO(**threaded_server.client_kwargs(), batch=HELD, retry=FAST)
+    loop.run_until_complete(client.v1.identify("p", {"from": "parent"}))
+
+    async def child_work() -> None:
+        await client.v1.identify("c", {"from": "child"})
+        await client.aclose()
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through its exit status
+        try:
+            asyncio.run(child_work())
+        except BaseException:
+            os._exit(2)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    try:
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert threaded_server.people["id:c"]["from"] == "child"
