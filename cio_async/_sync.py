@@ -9,7 +9,8 @@ The loop thread starts on first use, not at construction. Fork-safe: a child pro
 (gunicorn ``preload_app``, multiprocessing, Celery prefork) starts its own loop thread
 and client on first use and never re-sends what the parent had queued. The client is
 flushed with ``config.batch.shutdown_timeout`` at interpreter exit (``atexit``) and
-when a multiprocessing child exits (its finalizers run before its ``os._exit``);
+when a multiprocessing or billiard (Celery prefork) child exits (its finalizers run
+before its ``os._exit``);
 Celery and gunicorn workers call ``close()`` from their exit hooks (see the README).
 """
 
@@ -171,8 +172,9 @@ class CustomerIO:
                 # start afresh (never close the copy: its sockets are the parent's).
                 self._current = runner = _Runner(self._make_client)
                 # A multiprocessing child leaves through os._exit, skipping atexit; its
-                # finalizers still run first. The entry is bound to this pid (a forked
-                # grandchild skips it) and holds only a weak reference.
+                # finalizers still run first (billiard, Celery's prefork pool, shares
+                # this registry). The entry is bound to this pid (a forked grandchild
+                # skips it) and holds only a weak reference.
                 multiprocessing.util.Finalize(
                     None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
                 )

@@ -214,3 +214,18 @@ def test_direct_calls_in_the_parent_do_not_bind_the_child(threaded_server: Stand
         loop.close()
     assert os.waitstatus_to_exitcode(status) == 0
     assert threaded_server.people["id:c"]["from"] == "child"
+
+
+def test_a_celery_prefork_style_billiard_child_delivers_everything_it_tracked(
+    threaded_server: StandIn,
+) -> None:
+    billiard = pytest.importorskip("billiard")
+    cio = CustomerIO(**threaded_server.client_kwargs(), batch=HELD)
+    try:
+        proc = billiard.get_context("fork").Process(target=_track_500, args=(cio,))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+        assert len(threaded_server.events("mp")) == 500
+    finally:
+        cio.close()
