@@ -43,6 +43,7 @@ from ._errors import (
     RedirectError,
     RequestTooLargeError,
     ServerError,
+    TLSError,
     UnprocessableError,
     ValidationError,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "SendResult",
     "ServerError",
     "Stats",
+    "TLSError",
     "TrackV1",
     "TrackV2",
     "TransactionalEmail",

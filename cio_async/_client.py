@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
@@ -41,6 +43,25 @@ T = TypeVar("T")
 
 
 _PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
+
+
+#: Clients that may need rebuilding in a forked child (see ``AsyncCustomerIO._after_fork``).
+_LIVE: weakref.WeakSet[AsyncCustomerIO] = weakref.WeakSet()
+#: What forked children dropped from their parent's clients: referenced forever so that
+#: no finalizer closes (or warns about) the parent's session and tasks in the child.
+_FORK_ORPHANS: list[object] = []
+
+
+def _reset_clients_in_child() -> None:
+    for client in list(_LIVE):
+        try:
+            client._after_fork()
+        except Exception:  # an at-fork hook must not raise into os.fork()
+            log.exception("cio_async: could not reset a client after fork")
+
+
+# A hook, not a pid check on every call: the hot paths stay as they are.
+os.register_at_fork(after_in_child=_reset_clients_in_child)
 
 
 class _State(enum.Enum):
@@ -80,6 +101,9 @@ class AsyncCustomerIO:
         queue: a ``QueueBackend`` for the pipeline (default: in memory).
         dedup_cache: a ``DedupCache`` for identify deduplication (default: an
             in-memory LRU sized by ``config.dedup_*``).
+        region_check: ``"off"``, ``"warn"`` or ``"error"``: check at ``start()`` that
+            the Track credentials belong to the configured region (overrides
+            ``config.region_check``).
 
     Construction does no I/O and needs no running loop: the session, its connection
     pool and the sender task start on first use, inside the loop. Use
@@ -106,10 +130,17 @@ class AsyncCustomerIO:
         hooks: Iterable[Hooks] = (),
         queue: QueueBackend | None = None,
         dedup_cache: DedupCache | None = None,
+        region_check: Literal["off", "warn", "error"] | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
-            for k, v in (("pool", pool), ("retry", retry), ("batch", batch), ("app", app_config))
+            for k, v in (
+                ("pool", pool),
+                ("retry", retry),
+                ("batch", batch),
+                ("app", app_config),
+                ("region_check", region_check),
+            )
             if v is not None
         }
         if config is not None:
@@ -132,16 +163,26 @@ class AsyncCustomerIO:
         self._config = config
         self._user_on_error = on_error
         self._user_on_drop = on_drop
-        self._rec = Recorder(hooks, config.slow_call_threshold)
+        self._session_arg = session
+        self._queue_arg = queue
+        self._dedup_arg = dedup_cache
+        self._wire(Recorder(hooks, config.slow_call_threshold))
+        _LIVE.add(self)
+
+    def _wire(self, recorder: Recorder) -> None:
+        """Build the parts: at construction, and again in a forked child (see
+        ``_after_fork``), where the parent's are bound to a loop that does not run."""
+        config = self._config
+        self._rec = recorder
         self._transport = Transport(
             config,
-            session,
+            self._session_arg,
             on_request=self._rec.request_end,
             on_retry=self._rec.retry,
             on_start=self._rec.request_start if self._rec.hooks else None,
         )
-        if dedup_cache is not None:
-            self._dedup: DedupCache | None = dedup_cache
+        if self._dedup_arg is not None:
+            self._dedup: DedupCache | None = self._dedup_arg
         elif config.dedup_ttl > 0 and config.dedup_max_entries > 0:
             self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
         else:
@@ -153,7 +194,7 @@ class AsyncCustomerIO:
             self._rec,
             on_failure=self._operation_failed,
             on_drop=self._operation_dropped,
-            queue=queue,
+            queue=self._queue_arg,
         )
         # Fused validate-encode-queue paths for person events (see _fastpath); they
         # decline (None) whatever they do not handle, and the general path takes it.
@@ -172,6 +213,23 @@ class AsyncCustomerIO:
         self._closing: asyncio.Future[FlushResult] | None = None
         self._region_checked = False
         self._state = _State.NEW
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh on first use.
+
+        The inherited session, sender task, queue and App API limiters belong to the
+        parent's loop, which does not run here; the parent still delivers its own
+        queue. They are dropped, never closed (closing would touch the parent's
+        sockets), and kept referenced so their finalizers never run in this process.
+        A borrowed ``session`` or a custom ``queue``/``dedup_cache`` is the caller's and
+        is kept as given.
+        """
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return  # the parent is closing it: it stays closed here
+        # A NEW client may be bound too (direct v1/v2/app calls start the transport
+        # without the pipeline), so every open client is rebuilt; an unbound one cheaply.
+        _FORK_ORPHANS.append((self._transport, self._pipeline, self._tasks, self.app))
+        self._wire(Recorder(self._rec.hooks, self._config.slow_call_threshold))
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> AsyncCustomerIO:
@@ -280,13 +338,20 @@ class AsyncCustomerIO:
         """Bind to the running loop and start the sender (done lazily otherwise).
 
         With ``config.region_check`` on, also verifies that the Track credentials
-        belong to the configured region (once).
+        belong to the configured region (once). If that raises, the client is closed
+        (nothing it started is left running) and the error propagates.
         """
         self._check_open()
         self._pipeline._start()
         if self._config.region_check != "off" and not self._region_checked:
             self._region_checked = True
-            await self.check_region()
+            try:
+                await self.check_region()
+            except BaseException:
+                # A failed start leaves nothing running: the sender task and the
+                # session (its connector and sockets) are closed before raising.
+                await self.aclose(0)
+                raise
 
     async def check_region(self) -> AccountRegion:
         """Ask Customer.io which region these credentials belong to; warn (or raise

@@ -147,6 +147,12 @@ class PoolConfig:
     ``max_connections`` bounds open sockets and, through a semaphore, requests in
     flight, so the pool is never oversubscribed (callers wait for a slot, they do not
     queue inside aiohttp). Timeouts are seconds; ``None`` disables one.
+
+    ``proxy`` sends every request through an HTTP proxy (``http://host:port``; put
+    ``user:password@`` in it for a proxy that wants ``Proxy-Authorization``, which is
+    sent only then). ``trust_env=True`` honours ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``NO_PROXY`` (and ``~/.netrc``) instead, as aiohttp does; an explicit ``proxy``
+    wins. The proxy URL never appears in the repr.
     """
 
     max_connections: int = 25
@@ -162,8 +168,16 @@ class PoolConfig:
     tcp_keepalive_idle: int = 60
     tcp_keepalive_interval: int = 30
     tcp_keepalive_count: int = 5
+    proxy: str | None = field(default=None, repr=False)
+    trust_env: bool = False
 
     def __post_init__(self) -> None:
+        if self.proxy is not None:
+            proxy = self.proxy.strip() if isinstance(self.proxy, str) else ""
+            if not proxy.startswith(("http://", "https://")):
+                # The value is not quoted: it may carry the proxy's password.
+                raise ConfigurationError("PoolConfig.proxy must be an http(s):// URL")
+            object.__setattr__(self, "proxy", proxy)
         if self.max_connections < 1:
             raise ConfigurationError("PoolConfig.max_connections must be at least 1")
         if self.max_connections_per_host < 0:
@@ -368,16 +382,32 @@ class ClientConfig:
 
         Only called when asked: nothing reads the environment behind your back.
         Keyword ``overrides`` win over the environment.
+
+        Raises ``ConfigurationError`` naming the variables to set when no credentials
+        were found (a client without them would fail on every call). A host override
+        never mixes a stand-in with production: when only one of the two URLs is set,
+        the other follows it (one server answers both APIs, as the stand-in does);
+        when that one is a Customer.io host, the other cannot be guessed and both
+        must be set.
         """
         e = os.environ if env is None else env
         region = (
             Region.from_name(e["CUSTOMERIO_REGION"]) if e.get("CUSTOMERIO_REGION") else Region.US
         )
-        if e.get("CUSTOMERIO_TRACK_URL") or e.get("CUSTOMERIO_APP_URL"):
-            region = region.with_urls(
-                track_url=e.get("CUSTOMERIO_TRACK_URL") or None,
-                app_url=e.get("CUSTOMERIO_APP_URL") or None,
-            )
+        track_url = e.get("CUSTOMERIO_TRACK_URL") or None
+        app_url = e.get("CUSTOMERIO_APP_URL") or None
+        if track_url or app_url:
+            if not (track_url and app_url):
+                given = "CUSTOMERIO_TRACK_URL" if track_url else "CUSTOMERIO_APP_URL"
+                url = track_url or app_url or ""
+                if _is_customerio(url):
+                    raise ConfigurationError(
+                        f"{given} is set to a Customer.io host but its partner is not: set "
+                        "both CUSTOMERIO_TRACK_URL and CUSTOMERIO_APP_URL (or only "
+                        "CUSTOMERIO_REGION), so Track and App API calls go to the same place"
+                    )
+                track_url = app_url = url
+            region = region.with_urls(track_url=track_url, app_url=app_url)
         values: dict[str, object] = {
             "site_id": e.get("CUSTOMERIO_SITE_ID") or None,
             "track_api_key": e.get("CUSTOMERIO_TRACK_API_KEY") or None,
@@ -385,4 +415,21 @@ class ClientConfig:
             "region": region,
         }
         values.update(overrides)
+        names = {"site_id": "CUSTOMERIO_SITE_ID", "track_api_key": "CUSTOMERIO_TRACK_API_KEY"}
+        missing = [env_name for key, env_name in names.items() if not values.get(key)]
+        if len(missing) == 1:
+            raise ConfigurationError(
+                f"{missing[0]} is not set: the Track API needs both CUSTOMERIO_SITE_ID and "
+                "CUSTOMERIO_TRACK_API_KEY"
+            )
+        if missing and not values.get("app_api_key"):
+            raise ConfigurationError(
+                "no Customer.io credentials in the environment: set CUSTOMERIO_SITE_ID and "
+                "CUSTOMERIO_TRACK_API_KEY (Track API) and/or CUSTOMERIO_APP_API_KEY (App API)"
+            )
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _is_customerio(url: str) -> bool:
+    host = (url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]).lower()
+    return host == "customer.io" or host.endswith(".customer.io")

@@ -9,8 +9,9 @@
     ├── QueueFullError                                  admission refused: the queue is full
     ├── DeliveryAbandonedError                          dropped undelivered (shutdown, policy)
     ├── OperationRejectedError                          one batch item refused (207 / 400)
-    ├── APIConnectionError        retryable            DNS, refused, reset, TLS
-    │   └── APITimeoutError       (also TimeoutError)  connect/read/total timeout
+    ├── APIConnectionError        retryable            DNS, refused, reset
+    │   ├── APITimeoutError       (also TimeoutError)  connect/read/total timeout
+    │   └── TLSError              NOT retryable        certificate rejected
     └── APIStatusError            status, body, retry_after
         ├── BadRequestError       400
         ├── AuthenticationError   401
@@ -54,6 +55,7 @@ __all__ = [
     "RedirectError",
     "RequestTooLargeError",
     "ServerError",
+    "TLSError",
     "UnprocessableError",
     "ValidationError",
     "error_for_status",
@@ -137,6 +139,14 @@ class APIConnectionError(CustomerIOError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """The request timed out (connect, read or total)."""
+
+
+class TLSError(APIConnectionError):
+    """The server's TLS certificate was rejected. Permanent until the configuration
+    changes (the trust store, ``PoolConfig.ssl_context``, the URL, a proxy that
+    intercepts TLS), so it is never retried."""
+
+    _retryable = False
 
 
 class APIStatusError(CustomerIOError):
@@ -302,8 +312,12 @@ def map_client_errors(method: str, path: str) -> Iterator[None]:
             f"DNS lookup failed: {where}: {exc.os_error}", surely_not_sent=True
         ) from exc
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise APIConnectionError(
-            f"TLS certificate rejected: {where}", surely_not_sent=True
+        reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        raise TLSError(
+            f"TLS certificate rejected: {where}: {reason}. Not retried: make the server's"
+            " certificate trusted (PoolConfig(ssl_context=...) with its CA, or the system"
+            " trust store), or fix the URL if it points at the wrong host",
+            surely_not_sent=True,
         ) from exc
     except aiohttp.ClientConnectorError as exc:
         # Refused/unreachable: the request never left this machine.

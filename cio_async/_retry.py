@@ -45,5 +45,6 @@ def should_retry(exc: CustomerIOError, policy: RetryPolicy, *, idempotent: bool)
             return False
         return exc.status in policy.retry_statuses
     if isinstance(exc, APIConnectionError):
-        return idempotent or exc.surely_not_sent
+        # A rejected TLS certificate (TLSError) is permanent: the error says so.
+        return exc.retryable and (idempotent or exc.surely_not_sent)
     return exc.retryable

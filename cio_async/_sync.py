@@ -5,9 +5,13 @@ blocking portal, so sync code gets the same pooling, batching, retries and
 accounting. Fire-and-forget calls (``track``, ``page``, ``screen``, ``send``) hand
 the event to the loop thread without waiting for it; the rest wait for their answer.
 
-Fork-safe: a child process (gunicorn ``preload_app``, multiprocessing) starts its own
-loop thread and client on first use and never re-sends what the parent had queued.
-At interpreter exit the client is flushed with ``config.batch.shutdown_timeout``.
+The loop thread starts on first use, not at construction. Fork-safe: a child process
+(gunicorn ``preload_app``, multiprocessing, Celery prefork) starts its own loop thread
+and client on first use and never re-sends what the parent had queued. The client is
+flushed with ``config.batch.shutdown_timeout`` at interpreter exit (``atexit``) and
+when a multiprocessing or billiard (Celery prefork) child exits (its finalizers run
+before its ``os._exit``);
+Celery and gunicorn workers call ``close()`` from their exit hooks (see the README).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import multiprocessing.util
 import os
 import queue
 import threading
@@ -145,7 +150,12 @@ class CustomerIO:
         self._current: _Runner | None = None
         self.v1: Any = _Proxy(self, "v1")
         self.app: Any = _Proxy(self, "app")
-        self._runner()
+        # Built now so bad arguments fail here; it binds to nothing until the loop
+        # thread (started on first use) starts it.
+        self._prepared: tuple[int, AsyncCustomerIO] | None = (
+            os.getpid(),
+            AsyncCustomerIO(*args, **kwargs),
+        )
         atexit.register(_close_at_exit, weakref.ref(self))
 
     def _runner(self) -> _Runner:
@@ -160,10 +170,21 @@ class CustomerIO:
                 # First use, or first use in a forked child: the parent's loop thread
                 # does not exist here and its queue is the parent's to deliver, so
                 # start afresh (never close the copy: its sockets are the parent's).
-                self._current = runner = _Runner(
-                    lambda: AsyncCustomerIO(*self._args, **self._kwargs)
+                self._current = runner = _Runner(self._make_client)
+                # A multiprocessing child leaves through os._exit, skipping atexit; its
+                # finalizers still run first (billiard, Celery's prefork pool, shares
+                # this registry). The entry is bound to this pid (a forked grandchild
+                # skips it) and holds only a weak reference.
+                multiprocessing.util.Finalize(
+                    None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
                 )
             return runner
+
+    def _make_client(self) -> AsyncCustomerIO:
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == os.getpid():
+            return prepared[1]
+        return AsyncCustomerIO(*self._args, **self._kwargs)
 
     def _call_on(
         self, pick: Callable[[AsyncCustomerIO], Callable[..., Any]], *args: Any, **kwargs: Any

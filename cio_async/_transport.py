@@ -37,6 +37,28 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_ERROR_BODY = 1 << 20
 
 
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme, (url.host or "").lower(), url.port)
+
+
+def _secret_forms(config: ClientConfig) -> tuple[bytes, ...]:
+    """Every way our credentials may appear in a server's reply, longest first (so a
+    shorter secret never leaves a fragment of a longer one): the Basic token, the
+    decoded ``site_id:key``, the bare keys, and the JSON-escaped forms (``\\/``)."""
+    forms: set[str] = set()
+    if config.site_id and config.track_api_key:
+        pair = f"{config.site_id}:{config.track_api_key}"
+        forms.update((pair, base64.b64encode(pair.encode()).decode("ascii")))
+        forms.add(config.track_api_key)
+    if config.app_api_key:
+        forms.add(config.app_api_key)
+    # A site id alone is an identifier, not a secret; short values would redact
+    # ordinary text, so only values of some length count.
+    out = {f.encode() for f in forms if len(f) >= 6}
+    out |= {f.replace(b"/", b"\\/") for f in out if b"/" in f}
+    return tuple(sorted(out, key=len, reverse=True))
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """A successful (2xx) response."""
@@ -98,10 +120,10 @@ class Transport:
             raw = f"{config.site_id}:{config.track_api_key}".encode()
             self._track_auth = "Basic " + base64.b64encode(raw).decode("ascii")
         self._app_auth = f"Bearer {config.app_api_key}" if config.app_api_key else None
-        self._hosts = {
-            URL(config.region.track_url).host,
-            URL(config.region.app_url).host,
-        }
+        # Credentials go only back to an origin (scheme, host, port) we were configured
+        # for, or to Customer.io's own hosts over https (see _may_receive_credentials).
+        self._origins = {_origin(URL(config.region.track_url)), _origin(URL(config.region.app_url))}
+        self._secrets = _secret_forms(config)
         self.in_flight = 0
         self.connections_opened = 0
 
@@ -157,7 +179,16 @@ class Transport:
             sock_connect=pool.connect_timeout,
             sock_read=pool.read_timeout,
         )
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+        # A proxy sees only what the request carries: our Authorization travels inside
+        # the CONNECT tunnel for https, and Proxy-Authorization comes only from
+        # credentials in ``pool.proxy`` itself.
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=True,
+            proxy=pool.proxy,
+            trust_env=pool.trust_env,
+        )
 
     def _socket_factory(self, addr_info: Any) -> socket.socket:
         family, type_, proto, _, _ = addr_info
@@ -200,8 +231,29 @@ class Transport:
         return region.track_url if api == "track" else region.app_url
 
     def _may_receive_credentials(self, url: URL) -> bool:
-        host = url.host or ""
-        return host in self._hosts or host == "customer.io" or host.endswith(".customer.io")
+        """Whether a redirect target may see our Authorization header.
+
+        Only the exact origin (scheme, host, port) of a configured base URL (so an
+        ``http://`` stand-in keeps working), or a Customer.io host over https on the
+        default port. Never a downgrade to plain http, never another port.
+        """
+        if _origin(url) in self._origins:
+            return True
+        host = (url.host or "").lower()
+        return (
+            url.scheme == "https"
+            and url.port == 443
+            and (host == "customer.io" or host.endswith(".customer.io"))
+        )
+
+    def redact(self, data: bytes) -> bytes:
+        """``data`` with every form of our credentials replaced by ``***``: server error
+        text is copied into exceptions and logs, and a proxy may echo our headers."""
+        if data:
+            for secret in self._secrets:
+                if secret in data:
+                    data = data.replace(secret, b"***")
+        return data
 
     async def request(
         self,
@@ -305,11 +357,13 @@ class Transport:
                                 location = resp.headers["Location"]
                                 await resp.read()
                             else:
-                                data = (
-                                    await resp.content.read(_MAX_ERROR_BODY)
-                                    if status >= 300
-                                    else await resp.read()
-                                )
+                                if status >= 300:
+                                    data = self.redact(await resp.content.read(_MAX_ERROR_BODY))
+                                else:
+                                    data = await resp.read()
+                                    if status == 207:
+                                        # Per-operation error text reaches on_error/logs.
+                                        data = self.redact(data)
                                 return status, resp.headers, data
                     hops += 1
                     if hops > self._config.max_redirects:

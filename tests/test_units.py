@@ -77,7 +77,8 @@ def test_from_env_reads_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None
     assert cfg.region is Region.EU
     cfg2 = ClientConfig.from_env({**env, "CUSTOMERIO_TRACK_URL": "http://127.0.0.1:9"})
     assert cfg2.region.track_url == "http://127.0.0.1:9"
-    assert cfg2.region.app_url == Region.EU.app_url
+    # The App API follows the override: a stand-in is never mixed with production.
+    assert cfg2.region.app_url == "http://127.0.0.1:9"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert AsyncCustomerIO().config.site_id is None  # the constructor never reads env
