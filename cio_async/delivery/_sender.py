@@ -43,7 +43,7 @@ from .._model import Operation
 from .._retry import retry_delay, retry_headers
 from .._stats import Recorder
 from .._tasks import TaskSet
-from ._accumulator import DECLINED, Accumulator
+from ._accumulator import Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._endpoint import BatchEndpoint
@@ -277,12 +277,11 @@ class Sender:
         self._check_admission()
 
     def admit_nowait(self, payload: bytes) -> None:
-        """Queue an encoded operation without waiting; callable from any thread."""
+        """Queue an encoded operation without waiting; callable from any thread. The
+        caller tried ``accumulator.offer`` first (this is what it declined)."""
         if threading.get_ident() == self._thread_id:
             self._check_admission()
             acc = self._acc
-            if acc.offer(payload) != DECLINED:
-                return
             if self._block and acc.full(len(payload)):
                 self._rec.refused += 1
                 raise QueueFullError("delivery queue full; a non-waiting call cannot block")
