@@ -87,6 +87,16 @@ def _op_of(item: bytes) -> Operation:
     return item.op if type(item) is Waited else Operation.lazy(item)
 
 
+class _AllSettled(frozenset[int]):
+    """``_Flight.settled`` once the whole batch settled in one go: contains everything."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ALL: set[int] = _AllSettled()  # type: ignore[assignment]
+
+
 class _Flight:
     """One batch in flight: where it starts in sequence order, how many of its items
     are not settled yet, and which are (splits settle in parts)."""
@@ -513,13 +523,19 @@ class Sender:
     ) -> None:
         """Settle these positions of an in-flight batch (skipping any already settled)."""
         done = flight.settled
-        todo = [p for p in positions if p not in done]
-        if not todo:
-            return
-        done.update(todo)
-        flight.open -= len(todo)
         items = flight.items
-        chosen = [items[p] for p in todo]
+        if not done and done is not _ALL and len(positions) == len(items):
+            # The common case, a whole batch at once: no per-item bookkeeping.
+            todo: Sequence[int] = range(len(items))
+            chosen = items
+            flight.settled = _ALL
+        else:
+            todo = [p for p in positions if p not in done]
+            if not todo:
+                return  # (a batch settled whole contains every position)
+            done.update(todo)
+            chosen = [items[p] for p in todo]
+        flight.open -= len(todo)
         if flight.ids is not None:
             ids = flight.ids
             self.backend.ack([ids[p] for p in todo])
