@@ -101,10 +101,13 @@ class _Flight:
     """One batch in flight: where it starts in sequence order, how many of its items
     are not settled yet, and which are (splits settle in parts)."""
 
-    __slots__ = ("first", "ids", "items", "open", "settled")
+    __slots__ = ("first", "ids", "items", "open", "settled", "waited")
 
-    def __init__(self, first: int, items: list[bytes], ids: Sequence[Any] | None) -> None:
+    def __init__(
+        self, first: int, items: list[bytes], ids: Sequence[Any] | None, waited: bool
+    ) -> None:
         self.first = first
+        self.waited = waited  # holds awaited operations (futures to settle)
         self.items = items
         self.ids = ids
         self.open = len(items)
@@ -362,11 +365,11 @@ class Sender:
                 freed.clear()
                 await freed.wait()
                 continue
-            first, batch = acc.take()
+            first, batch, waited = acc.take()
             if not batch.items:
                 continue
             batch_id = next(self._batch_ids)
-            flight = _Flight(first, batch.items, batch.ids)
+            flight = _Flight(first, batch.items, batch.ids, waited)
             self._inflight[batch_id] = flight
             _task = self._tasks.spawn(self._deliver_batch(batch_id, flight), "cio_async-batch")
 
@@ -541,9 +544,10 @@ class Sender:
             self.backend.ack([ids[p] for p in todo])
         if outcome == "delivered":
             self._rec.delivered += len(chosen)
-            for it in chosen:
-                if type(it) is Waited and not it.future.done():
-                    it.future.set_result(None)
+            if flight.waited:
+                for it in chosen:
+                    if type(it) is Waited and not it.future.done():
+                        it.future.set_result(None)
         else:
             assert exc is not None
             self._settle_failed(chosen, exc, reason)
