@@ -4,24 +4,29 @@ Each document gets its own Customer.io stand-in on a loop thread, with the
 ``CUSTOMERIO_*`` variables pointing at it (credentials, both URLs, region), so the
 blocks read as real code (``AsyncCustomerIO.from_env()``) and run as pasted: every
 block is a complete program. Blocks run in a fresh temporary directory, in document
-order, sharing one namespace (``__name__ == "__main__"``).
+order, sharing one namespace (``__name__ == "__main__"``). A ``text`` block right after
+a Python block is checked against what that block printed; a block headed
+``# tests/test_x.py`` is written there and run with pytest.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
 from sybil import Example, Sybil
-from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
+from sybil.parsers.markdown import CodeBlockParser, SkipParser
 
+from cio_async import CustomerIO
 from cio_async.testing import StandIn
 
 
@@ -52,7 +57,46 @@ def _setup(namespace: dict[str, Any]) -> None:
 
 
 def _teardown(namespace: dict[str, Any]) -> None:
+    for client in namespace.get("_sync_clients", []):
+        client.close()
     namespace["_stack"].close()
+
+
+def _run_pytest_file(example: Example) -> None:
+    """A block headed ``# tests/test_x.py`` is a user's test module: run it with pytest
+    (the fixtures come from the installed plugin, nothing else is configured)."""
+    path = Path(example.parsed.split("\n", 1)[0].split()[1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(example.parsed)
+    args = ["-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "--rootdir", "."]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _run_python(example: Example) -> None:
+    """Run a block as a program; keep what it printed for a ``text`` block after it."""
+    if re.match(r"# (tests/)?test_\w+\.py", example.parsed):
+        return _run_pytest_file(example)
+    out = io.StringIO()
+    code = compile(example.parsed, f"{example.path}:{example.line}", "exec")
+    with redirect_stdout(out):
+        exec(code, example.namespace)
+    example.namespace["_printed"] = out.getvalue()
+    # Module-level blocking clients (a Django or Flask module) stay open as they would
+    # in a process; close them at the end of the document, as atexit would.
+    opened = example.namespace.setdefault("_sync_clients", [])
+    opened.extend(
+        v for v in list(example.namespace.values()) if isinstance(v, CustomerIO) and v not in opened
+    )
+
+
+def _check_output(example: Example) -> None:
+    """A ``text`` block right after a Python block is what that block printed."""
+    printed = example.namespace.pop("_printed", None)
+    assert printed is not None, "a text block must follow the Python block it shows"
+    assert printed.strip() == example.parsed.strip()
 
 
 def _check_ndjson(example: Example) -> None:
@@ -69,7 +113,8 @@ def _check_ndjson(example: Example) -> None:
 
 pytest_collect_file = Sybil(
     parsers=[
-        PythonCodeBlockParser(),
+        CodeBlockParser("python", _run_python),
+        CodeBlockParser("text", _check_output),
         CodeBlockParser("json", _check_ndjson),
         SkipParser(),
     ],
