@@ -12,6 +12,7 @@ a Python block is checked against what that block printed; a block headed
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import subprocess
@@ -59,6 +60,7 @@ def _setup(namespace: dict[str, Any]) -> None:
 def _teardown(namespace: dict[str, Any]) -> None:
     for client in namespace.get("_sync_clients", []):
         client.close()
+    logging.getLogger("cio_async").setLevel(logging.NOTSET)  # the logging guide sets it
     namespace["_stack"].close()
 
 
