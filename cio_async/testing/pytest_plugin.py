@@ -13,38 +13,45 @@ the plugin still loads, and a test that asks for one fails saying what to instal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from .._client import AsyncCustomerIO
 from ._standin import StandIn
 
+_MISSING = "the cio_async fixtures need pytest-asyncio: pip install 'cio-async[testing]'"
+
+pytest_asyncio: ModuleType | None
 try:
     import pytest_asyncio
 except ImportError:  # cio-async installed without the [testing] extra
-    _MISSING = "the cio_async fixtures need pytest-asyncio: pip install 'cio-async[testing]'"
+    pytest_asyncio = None
 
-    @pytest.fixture
-    def cio_stand_in() -> StandIn:
-        """Unavailable: pytest-asyncio is not installed."""
+
+def _async_fixture(fn: Callable[..., Any]) -> Any:
+    """``pytest_asyncio.fixture(fn)``, or a fixture that fails saying what to install."""
+    if pytest_asyncio is not None:
+        return pytest_asyncio.fixture(fn)
+
+    def unavailable() -> None:
         pytest.fail(_MISSING)
 
-    @pytest.fixture
-    def cio_client() -> AsyncCustomerIO:
-        """Unavailable: pytest-asyncio is not installed."""
-        pytest.fail(_MISSING)
+    unavailable.__doc__ = fn.__doc__
+    return pytest.fixture(name=fn.__name__)(unavailable)
 
-else:
 
-    @pytest_asyncio.fixture
-    async def cio_stand_in() -> AsyncIterator[StandIn]:
-        """A Customer.io stand-in server on a free loopback port."""
-        async with StandIn() as server:
-            yield server
+@_async_fixture
+async def cio_stand_in() -> AsyncIterator[StandIn]:
+    """A Customer.io stand-in server on a free loopback port."""
+    async with StandIn() as server:
+        yield server
 
-    @pytest_asyncio.fixture
-    async def cio_client(cio_stand_in: StandIn) -> AsyncIterator[AsyncCustomerIO]:
-        """An ``AsyncCustomerIO`` talking to ``cio_stand_in``."""
-        async with AsyncCustomerIO(**cio_stand_in.client_kwargs()) as client:
-            yield client
+
+@_async_fixture
+async def cio_client(cio_stand_in: StandIn) -> AsyncIterator[AsyncCustomerIO]:
+    """An ``AsyncCustomerIO`` talking to ``cio_stand_in`` (App API limiters off)."""
+    async with AsyncCustomerIO(**cio_stand_in.client_kwargs()) as client:
+        yield client
