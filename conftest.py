@@ -6,12 +6,16 @@ blocks read as real code (``AsyncCustomerIO.from_env()``) and run as pasted: eve
 block is a complete program. Blocks run in a fresh temporary directory, in document
 order, sharing one namespace (``__name__ == "__main__"``). A ``text`` block right after
 a Python block is checked against what that block printed; a block headed
-``# tests/test_x.py`` is written there and run with pytest.
+``# tests/test_x.py`` is written there and run with pytest. Shell blocks run their
+``cio-async`` commands; lines that set a machine up (``pip install``, ``./scripts/``,
+``export``) are shown, not run.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import logging
 import os
 import re
@@ -113,11 +117,52 @@ def _check_ndjson(example: Example) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+#: Shell lines that set a machine up rather than show the command line: not run here
+#: (the suite itself is what ./scripts/test runs; the package is installed).
+_SETUP_LINES = ("export ", "pip install", "./scripts/")
+
+
+def _input_files() -> None:
+    """The files the command-line examples read, as a user would have them."""
+    people = [
+        {"type": "identify", "id": "42", "attributes": {"plan": "pro"}},
+        {"type": "track", "email": "ada@example.com", "name": "purchase", "data": {"amount": 30}},
+    ]
+    Path("people.ndjson").write_text("".join(json.dumps(p) + "\n" for p in people))
+    Path("signups.csv").write_text("id,email,plan\n42,ada@example.com,pro\n43,bob@example.com,\n")
+    events = [{"type": "track", "id": "42", "name": "viewed", "data": {"n": i}} for i in range(3)]
+    Path("events.ndjson.gz").write_bytes(
+        gzip.compress("".join(json.dumps(e) + "\n" for e in events).encode())
+    )
+
+
+def _run_shell(example: Example) -> None:
+    """Run each ``cio-async`` command of a shell block (in the document's directory,
+    with ``CUSTOMERIO_*`` pointing at its stand-in); each must exit 0."""
+    if not Path("people.ndjson").exists():
+        _input_files()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for raw in example.parsed.splitlines():
+        line = raw.split("  #")[0].strip()
+        if not line or line.startswith("#") or line.startswith(_SETUP_LINES):
+            continue
+        assert "cio-async" in line, f"a shell line the docs tests cannot run: {line}"
+        server: StandIn = example.namespace["_stand_in"]
+        before = len(server.operations)
+        proc = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", line], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}{proc.stderr}"
+        if " import " in f" {line} " and "--dry-run" not in line and "--sandbox" not in line:
+            assert len(server.operations) > before, f"{line}: nothing reached the stand-in"
+
+
 pytest_collect_file = Sybil(
     parsers=[
         CodeBlockParser("python", _run_python),
         CodeBlockParser("text", _check_output),
         CodeBlockParser("json", _check_ndjson),
+        CodeBlockParser("sh", _run_shell),
         SkipParser(),
     ],
     patterns=["README.md", "docs/*.md", "docs/**/*.md"],
