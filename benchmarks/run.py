@@ -682,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         (ROOT / "benchmarks" / "RESULTS.md").write_text(report.results_page(doc))
         log(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'}")
+        try:
+            from . import chart
+
+            log(f"wrote {chart.render_snapshot()}")
+        except ImportError as exc:  # matplotlib is in the dev extra
+            log(f"chart not rendered ({exc}); pip install -e '.[dev]'")
     return 0
 
 

@@ -11,7 +11,9 @@ double-counts), identify deduplication and clear errors for bad input::
                                               identifiers="42"))
 """
 
+import importlib as _importlib
 import logging as _logging
+from typing import TYPE_CHECKING, Any
 
 from ._app import AppAPI
 from ._client import AsyncCustomerIO
@@ -47,12 +49,6 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
-from ._integrations import (
-    CLIENT_KEY,
-    aiohttp_cleanup_ctx,
-    asgi_lifespan,
-    install_signal_handlers,
-)
 from ._messages import (
     SendResult,
     TransactionalEmail,
@@ -65,20 +61,44 @@ from ._messages import (
 )
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
-from ._sync import CustomerIO
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
-from ._webhooks import (
-    WebhookError,
-    WebhookEvent,
-    parse_webhook,
-    sign_webhook,
-    verify_webhook_signature,
-)
 from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
 
+# Optional machinery loads on first use (as aiohttp does): `import cio_async` does not
+# import aiohttp.web (framework hooks), anyio's thread portal (the sync client) or the
+# webhook and router modules until one of their names is touched.
+_LAZY = {
+    "CLIENT_KEY": "._integrations",
+    "aiohttp_cleanup_ctx": "._integrations",
+    "asgi_lifespan": "._integrations",
+    "install_signal_handlers": "._integrations",
+    "CustomerIO": "._sync",
+    "WorkspaceRouter": "._router",
+    "WebhookError": "._webhooks",
+    "WebhookEvent": "._webhooks",
+    "parse_webhook": "._webhooks",
+    "sign_webhook": "._webhooks",
+    "verify_webhook_signature": "._webhooks",
+}
+
+if TYPE_CHECKING:
+    from ._integrations import (
+        CLIENT_KEY,
+        aiohttp_cleanup_ctx,
+        asgi_lifespan,
+        install_signal_handlers,
+    )
+    from ._router import WorkspaceRouter
+    from ._sync import CustomerIO
+    from ._webhooks import (
+        WebhookError,
+        WebhookEvent,
+        parse_webhook,
+        sign_webhook,
+        verify_webhook_signature,
+    )
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -158,9 +178,28 @@ __all__ = [
 # Quiet unless the application configures logging (credentials are never logged).
 _logging.getLogger("cio_async").addHandler(_logging.NullHandler())
 
-# Public classes print as cio_async.X, not cio_async._module.X.
+
+def _public(obj: Any) -> Any:
+    # Public classes print as cio_async.X, not cio_async._module.X.
+    if isinstance(obj, type):
+        obj.__module__ = __name__
+    return obj
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = _public(getattr(_importlib.import_module(module, __name__), name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+    if _name not in _LAZY:
+        _public(globals()[_name])
+del _name

@@ -9,8 +9,6 @@ import pytest_asyncio
 from cio_async import AppConfig, AsyncCustomerIO, BatchPolicy, RateLimit, RetryPolicy
 from cio_async.testing import StandIn
 
-pytest_plugins = ["cio_async.testing.pytest_plugin"]
-
 #: Retries without real waiting: tests assert on behaviour, not on wall-clock time.
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
 FAST_BATCH = BatchPolicy(
@@ -40,7 +38,7 @@ async def make_client(server: StandIn) -> AsyncIterator[ClientFactory]:
 
     def factory(**kwargs: Any) -> AsyncCustomerIO:
         target = kwargs.pop("stand_in", server)
-        base: dict[str, Any] = dict(target.client_kwargs())
+        base: dict[str, Any] = dict(target.client_kwargs(production_limits=True))
         base.setdefault("retry", FAST_RETRY)
         base.setdefault("batch", FAST_BATCH)
         base.setdefault("app_config", FAST_APP)

@@ -16,7 +16,8 @@ from benchmarks.peers import PEERS, available
 from benchmarks.run import SIZES, Harness
 from benchmarks.webload import parse_wrk
 
-pytestmark = pytest.mark.timeout(120)
+# Slow (a stand-in process, every workload): CI runs it, `scripts/test --quick` does not.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

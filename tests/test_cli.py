@@ -255,8 +255,16 @@ async def test_stdin_lines_go_out_as_they_arrive_and_sigterm_stops(tmp_path: Pat
         # Everything arrives without the input ending: no line waits for a chunk to fill.
         await server.wait_for(lambda s: len(s.events()) == n, timeout=15)
         proc.send_signal(signal.SIGTERM)
+        # Keep stdin open until the import took the signal: finish() closes it, and an
+        # input that ended first is a finished import (exit 0), not an interrupted one.
+        assert proc.stderr is not None
+        seen = b""
+        while b"SIGTERM: stopping" not in seen:
+            line = await asyncio.wait_for(proc.stderr.readline(), 15)
+            assert line, seen.decode()
+            seen += line
         run = await finish(proc)
-        assert run.code == 130, run.err
+        assert run.code == 130, seen.decode() + run.err
         assert "interrupted (SIGTERM)" in run.err
         assert received_n(server) == Counter(range(n))
     assert json.loads(checkpoint.read_text())["next_line"] == n + 1

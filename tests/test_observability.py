@@ -133,7 +133,10 @@ def test_histogram_percentiles_within_bucket_error() -> None:
 
 async def test_slow_calls_are_logged(server: StandIn, caplog: pytest.LogCaptureFixture) -> None:
     cfg = ClientConfig(
-        **server.client_kwargs(), slow_call_threshold=0.05, retry=FAST_RETRY, pool=PoolConfig()
+        **server.client_kwargs(production_limits=True),
+        slow_call_threshold=0.05,
+        retry=FAST_RETRY,
+        pool=PoolConfig(),
     )
     caplog.set_level(logging.WARNING, logger="cio_async")
     server.delay_next(0.1)

@@ -87,7 +87,7 @@ async def test_retry_after_is_honoured(server: StandIn) -> None:
     async def fake_sleep(d: float) -> None:
         delays.append(d)
 
-    cfg = ClientConfig(**server.client_kwargs(), retry=FAST_RETRY)
+    cfg = ClientConfig(**server.client_kwargs(production_limits=True), retry=FAST_RETRY)
     t = Transport(cfg, sleep=fake_sleep)
     try:
         server.fail_next(429, retry_after=7)
@@ -110,7 +110,9 @@ async def test_total_retry_budget_is_checked_before_sleeping(server: StandIn) ->
         delays.append(d)
 
     policy = RetryPolicy(max_attempts=10, initial_delay=1, jitter=0, total_timeout=2.5)
-    t = Transport(ClientConfig(**server.client_kwargs(), retry=policy), sleep=fake_sleep)
+    t = Transport(
+        ClientConfig(**server.client_kwargs(production_limits=True), retry=policy), sleep=fake_sleep
+    )
     try:
         server.fail_next(500, times=10)
         with pytest.raises(ServerError):

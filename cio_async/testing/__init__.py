@@ -2,7 +2,8 @@
 
 ``StandIn`` speaks the Track API (v1 and v2) and the App API over real HTTP on
 loopback, records what it accepted and can be scripted to misbehave. The pytest
-fixtures live in ``cio_async.testing.pytest_plugin`` (add it to ``pytest_plugins``).
+fixtures live in ``cio_async.testing.pytest_plugin``, which pytest loads by itself
+(a ``pytest11`` entry point) once the package is installed.
 """
 
 from ._app_routes import RecordedSend, RecordedTrigger

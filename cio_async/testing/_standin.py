@@ -137,13 +137,42 @@ class StandIn:
 
         return Region.custom(self.url, self.url, name="stand-in")
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``AsyncCustomerIO`` to talk to this stand-in."""
-        return {
+    def client_kwargs(self, *, production_limits: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``AsyncCustomerIO`` to talk to this stand-in.
+
+        The App API's client-side rate limiters are switched off (``app_config``),
+        because they guard limits that only Customer.io enforces: with production
+        limits, five broadcast triggers in a test would wait 40 seconds.
+        ``production_limits=True`` keeps Customer.io's limits (to test your code's
+        pacing); the stand-in's own ``rate_limit``/``broadcast_interval`` answer 429s
+        when you want the server to enforce them.
+        """
+        from .._config import AppConfig
+
+        kwargs: dict[str, Any] = {
             "site_id": self.site_id,
             "track_api_key": self.track_api_key,
             "app_api_key": self.app_api_key,
             "region": self.region,
+        }
+        if not production_limits:
+            kwargs["app_config"] = AppConfig(
+                rate_limit=None, send_rate_limit=None, broadcast_rate_limit=None
+            )
+        return kwargs
+
+    def environ(self) -> dict[str, str]:
+        """``CUSTOMERIO_*`` environment variables pointing ``from_env()`` (and the
+        ``cio-async`` command) at this stand-in: credentials, both URLs and the region.
+        ``from_env()`` keeps production rate limits; pass ``app_config=`` to relax them.
+        """
+        return {
+            "CUSTOMERIO_SITE_ID": self.site_id,
+            "CUSTOMERIO_TRACK_API_KEY": self.track_api_key,
+            "CUSTOMERIO_APP_API_KEY": self.app_api_key,
+            "CUSTOMERIO_REGION": self.account_region,
+            "CUSTOMERIO_TRACK_URL": self.url,
+            "CUSTOMERIO_APP_URL": self.url,
         }
 
     async def start(self) -> StandIn:
