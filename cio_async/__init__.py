@@ -13,7 +13,8 @@ double-counts), identify deduplication and clear errors for bad input::
 
 import importlib as _importlib
 import logging as _logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._app import AppAPI
 from ._client import AsyncCustomerIO
@@ -83,7 +84,7 @@ _LAZY = {
     "verify_webhook_signature": "._webhooks",
 }
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._integrations import (
         CLIENT_KEY,
         aiohttp_cleanup_ctx,
@@ -179,14 +180,14 @@ __all__ = [
 _logging.getLogger("cio_async").addHandler(_logging.NullHandler())
 
 
-def _public(obj: Any) -> Any:
+def _public(obj: _Any) -> _Any:
     # Public classes print as cio_async.X, not cio_async._module.X.
     if isinstance(obj, type):
         obj.__module__ = __name__
     return obj
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -153,7 +153,12 @@ async def test_sync_worker_example(server: StandIn) -> None:
     assert [e.body["attributes"] for e in server.events("order_paid")] == [{"order_id": 7}]
 
 
-async def test_sync_worker_example_lets_retryable_failures_propagate(server: StandIn) -> None:
+async def test_sync_worker_example_lets_retryable_failures_propagate(
+    server: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The example builds its client at import from the environment, as a worker would.
+    for name, value in server.environ().items():
+        monkeypatch.setenv(name, value)
     from examples import sync_worker
 
     def jobs(status: int) -> list[tuple[Any, BaseException]]:

@@ -18,12 +18,17 @@ PACKAGES = [cio_async, cio_async.testing]
 
 
 def bound_names(package: ModuleType) -> set[str]:
-    """Names the package's ``__init__.py`` binds at top level (imports, assignments,
-    definitions), read from its source: what a reader of the file sees exported."""
+    """Names the package's ``__init__.py`` binds at top level (imports, also those
+    under ``if TYPE_CHECKING:`` that load lazily, assignments, definitions), read from its source: what a reader of the file sees exported."""
     assert package.__file__ is not None
     tree = ast.parse(Path(package.__file__).read_text())
     names: set[str] = set()
+    body = list(tree.body)
+    # Lazily loaded names are imported for type checkers under ``if TYPE_CHECKING:``.
     for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            body.extend(node.body)
+    for node in body:
         if isinstance(node, ast.ImportFrom):
             names.update(alias.asname or alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
