@@ -1,7 +1,7 @@
 """The event encoder: the admission path for person events (track, page, screen).
 
 ``AsyncCustomerIO.track`` is the SDK's hottest call: a web handler pays for it on
-every request. The general path validates the event, encodes it (``event_payload``)
+every request. The general path validates the event, encodes it (``encode_event``)
 and hands it to the delivery core. This module does the common case in one closure per
 action, which validates and encodes the event in a single frame, its state held in
 closure cells (the cheapest variables CPython has) rather than on objects, then makes
