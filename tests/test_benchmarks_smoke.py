@@ -16,8 +16,9 @@ from benchmarks.peers import PEERS, available
 from benchmarks.run import SIZES, Harness
 from benchmarks.webload import parse_wrk
 
-# Slow (a stand-in process, every workload): CI runs it, `scripts/test --quick` does not.
-pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+# Slow (a stand-in process, every workload, valgrind inside): CI runs it,
+# `scripts/test --quick` does not. Generous: the machine running the suite may be shared.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,8 @@ log = logging.getLogger("cio_async")
 #: During an outage one batch (the probe) retries at least this often, so delivery
 #: resumes within about this long after the server is back.
 PROBE_INTERVAL = 0.5
+#: A drop episode ends after this many seconds without a drop (then its count is logged).
+DROP_EPISODE_GAP = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,8 @@ class Sender:
         self._probe: object | None = None
         # Drop episodes: one warning when drops start, a count when they stop.
         self._dropping: dict[str, int] = {}
+        self._drop_timer: asyncio.TimerHandle | None = None
+        self._last_drop = 0.0
 
     # -- state -------------------------------------------------------------------------
 
@@ -575,8 +579,9 @@ class Sender:
 
     def _settle_dropped(self, items: list[bytes], reason: str) -> None:
         """Hand dropped items to ``on_drop`` (lazily decoded) and count them. The log
-        gets one warning when an episode of drops starts and one line when it ends
-        (the next time room appears), not a line per operation."""
+        gets one warning when an episode of drops starts and one line with the count
+        when it ends (``DROP_EPISODE_GAP`` seconds without a drop, or shutdown), not a
+        line per operation."""
         if not items:
             return
         if reason not in self._dropping:
@@ -586,7 +591,11 @@ class Sender:
                 "on_drop gets each, and the count is logged when it stops",
                 reason,
             )
+            if self._drop_timer is None and self._loop is not None:
+                self._drop_timer = self._loop.call_later(DROP_EPISODE_GAP, self._drop_check)
         self._dropping[reason] += len(items)
+        if self._loop is not None:
+            self._last_drop = self._loop.time()
         rec, on_drop = self._rec, self._on_drop
         for it in items:
             op = it.op if type(it) is Waited else Operation.lazy(it)
@@ -597,7 +606,19 @@ class Sender:
         if reason == "shutdown":
             self._end_drop_episodes()
 
+    def _drop_check(self) -> None:
+        assert self._loop is not None
+        quiet = self._loop.time() - self._last_drop
+        if quiet >= DROP_EPISODE_GAP:
+            self._drop_timer = None
+            self._end_drop_episodes()
+        else:
+            self._drop_timer = self._loop.call_later(DROP_EPISODE_GAP - quiet, self._drop_check)
+
     def _end_drop_episodes(self) -> None:
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
         for reason, count in self._dropping.items():
             log.warning("cio_async dropped %d operation(s) undelivered (%s)", count, reason)
         self._dropping.clear()
@@ -610,8 +631,6 @@ class Sender:
         return all(f.first >= target or not f.open for f in self._inflight.values())
 
     def _check_flush_waiters(self, force: bool = False) -> None:
-        if self._dropping and "shutdown" not in self._dropping:
-            self._end_drop_episodes()
         if not self._flush_waiters:
             return
         keep = []
