@@ -11,6 +11,16 @@ Retries follow the one retry rule (``_retry.retry_delay``); a batch is retried u
 its time budget (``RetryPolicy.total_timeout``) is spent. During an outage one batch
 probes at short intervals; the first request that succeeds wakes every batch asleep
 in backoff, so delivery resumes about as soon as Customer.io is back.
+
+A 5xx is split like a 400 only when the evidence blames the batch rather than the
+service (see ``_blamed``): it has been answered with a server error (a 5xx other
+than 502/503/504 and a CDN's 52x, which say the service or a gateway is down)
+``ISOLATE_AFTER`` times, and some other request was answered since the first (the
+service is up). Then a batch of several operations is split in halves, resent in
+order, each half under the normal retry rule; a lone operation fails for good
+(``OperationRejectedError``, reason ``server_error``). During an outage nothing else
+succeeds, so nothing is split and the request count does not grow; without other
+traffic there is no evidence either, and the batch is retried as in an outage.
 """
 
 from __future__ import annotations
@@ -53,6 +63,15 @@ log = logging.getLogger("cio_async")
 #: During an outage one batch (the probe) retries at least this often, so delivery
 #: resumes within about this long after the server is back.
 PROBE_INTERVAL = 0.5
+
+#: A batch answered with a server error this many times, while other requests were
+#: answered since its first, is split (a lone operation fails as ``server_error``).
+#: Small: each halving costs this many requests for the half with the bad operation.
+ISOLATE_AFTER = 3
+
+#: 5xx statuses that say a gateway or the whole service is down or overloaded, never
+#: that one request was bad: they never split a batch.
+_SERVICE_STATUSES = frozenset({502, 503, 504, 520, 521, 522, 523, 524})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +118,17 @@ class _Flight:
         self.ids = ids
         self.open = len(items)
         self.settled: set[int] = set()  # positions settled so far
+
+
+class _Blame:
+    """The server errors one batch (or half) got: how many, and how many answers the
+    sender had seen at the first (``Sender._answered`` grows with every answer)."""
+
+    __slots__ = ("count", "mark")
+
+    def __init__(self, mark: int) -> None:
+        self.mark = mark
+        self.count = 0
 
 
 class Sender:
@@ -157,6 +187,8 @@ class Sender:
         # batch probing during an outage.
         self._sleepers: set[asyncio.Future[None]] = set()
         self._probe: object | None = None
+        # Requests answered (2xx, 400, 413): evidence that the service is up.
+        self._answered = 0
         # Drop episodes: one warning when drops start, a count when they stop.
         self._dropping: dict[str, int] = {}
 
@@ -404,6 +436,7 @@ class Sender:
         body = endpoint.body(items)
         started = time.monotonic()
         attempt = 0
+        blame: _Blame | None = None
         while True:
             await self._respect_pause()
             t0 = time.monotonic()
@@ -434,7 +467,17 @@ class Sender:
                 seconds = time.monotonic() - t0
                 if isinstance(exc, APIStatusError):
                     rec.batch_sent(n, len(body), exc.status, seconds)
-                if isinstance(exc, (RateLimitError, APIConnectionError)) or (
+                if _server_error(exc):
+                    if blame is None:
+                        blame = _Blame(self._answered)
+                        # Once per batch: a bad operation's retries must not throttle
+                        # every other batch down to one in flight (which would also
+                        # starve the evidence that isolates it).
+                        self.concurrency.congested()
+                    if self._blamed(blame):
+                        await self._isolate(flight, lo, hi, exc)  # type: ignore[arg-type]
+                        return
+                elif isinstance(exc, (RateLimitError, APIConnectionError)) or (
                     isinstance(exc, APIStatusError) and exc.status >= 500
                 ):
                     self.concurrency.congested()
@@ -462,6 +505,24 @@ class Sender:
                 self._settle(flight, (lo + i,), "failed", err, "rejected")
             return
 
+    def _blamed(self, blame: _Blame) -> bool:
+        """Count one more server error against a batch; True when the evidence points
+        at the batch, not the service: ``ISOLATE_AFTER`` of them, and some other
+        request answered since the first."""
+        blame.count += 1
+        return blame.count >= ISOLATE_AFTER and self._answered > blame.mark
+
+    async def _isolate(self, flight: _Flight, lo: int, hi: int, exc: APIStatusError) -> None:
+        """Isolate the operation a server error is blamed on: split in halves (in
+        order, each under the normal retry rule), or fail a lone operation for good."""
+        if hi - lo == 1:
+            err = OperationRejectedError("server_error", "", str(exc), exc.status)
+            self._settle(flight, (lo,), "failed", err, "server_error")
+            return
+        mid = lo + (hi - lo) // 2
+        await self._deliver(flight, lo, mid)
+        await self._deliver(flight, mid, hi)
+
     async def _backoff(self, flight: _Flight, delay: float, exc: CustomerIOError) -> None:
         """Sleep ``delay`` seconds, or less: the first batch to back off during an
         outage is the probe and retries at least every ``PROBE_INTERVAL`` (never
@@ -484,6 +545,7 @@ class Sender:
         """A request was answered: the outage (if any) is over; wake every batch
         asleep in backoff so delivery resumes now rather than after its sleep."""
         self._probe = None
+        self._answered += 1
         if self._sleepers:
             for fut in self._sleepers:
                 _resolve(fut)
@@ -673,6 +735,16 @@ class Sender:
 
 #: Seconds ``close`` budgets per queued operation for handing it to ``on_drop``.
 _DROP_COST = 1.5e-6
+
+
+def _server_error(exc: CustomerIOError) -> bool:
+    """A 5xx that may be the request's fault (not a gateway's or an unavailable
+    service's: 502/503/504, a CDN's 52x)."""
+    return (
+        isinstance(exc, APIStatusError)
+        and exc.status >= 500
+        and exc.status not in _SERVICE_STATUSES
+    )
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -228,6 +228,8 @@ class StandIn:
         self.held = 0
         self._rate_window: list[float] = []
         self._faults: list[Fault] = []
+        #: ``(marker, status, path)`` from ``fail_batches_containing``.
+        self._body_faults: list[tuple[bytes, int, str]] = []
         self._seen_protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self._runner: web.AppRunner | None = None
         self._track_auth = (
@@ -344,7 +346,34 @@ class StandIn:
             self._gate = None
 
     def clear_faults(self) -> None:
+        """Forget every scripted fault (``fail_next`` and the others, and
+        ``fail_batches_containing``)."""
         self._faults.clear()
+        self._body_faults.clear()
+
+    # -- content faults: a request whose body holds a marker fails every time ------------
+    # (Kept apart from the one-shot faults above: these match on the body, not the
+    # path, and last until ``clear_faults()``; they belong with the fault script.)
+
+    def fail_batches_containing(
+        self, marker: bytes, *, status: int = 500, path: str = "/api/v2/batch"
+    ) -> None:
+        """Answer ``status`` to every request to ``path`` whose body contains
+        ``marker``, until ``clear_faults()``: one poisonous operation makes every batch
+        that carries it fail (a server error provoked by content), while batches
+        without it are handled normally."""
+        self._body_faults.append((marker, status, path))
+
+    def _body_fault(self, path: str, body: bytes, rec: RecordedRequest) -> web.Response | None:
+        for marker, status, fault_path in self._body_faults:
+            if path == fault_path and marker in body:
+                self.counts[f"fault_{status}"] += 1
+                rec.status = status
+                return _json(
+                    {"errors": [{"reason": "injected", "message": "injected server error"}]},
+                    status,
+                )
+        return None
 
     def reset(self) -> None:
         """Forget everything received (faults stay)."""
@@ -504,6 +533,10 @@ class StandIn:
                     fault.status,
                     headers,
                 )
+        if self._body_faults:
+            refused = self._body_fault(path, body, rec)
+            if refused is not None:
+                return refused
         if self.rate_limit is not None:
             now = time.monotonic()
             window = self._rate_window
