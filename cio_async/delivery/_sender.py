@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .._config import BatchPolicy
 from .._errors import (
@@ -470,12 +470,14 @@ class Sender:
                 if _server_error(exc):
                     if blame is None:
                         blame = _Blame(self._answered)
-                        # Once per batch: a bad operation's retries must not throttle
-                        # every other batch down to one in flight (which would also
-                        # starve the evidence that isolates it).
-                        self.concurrency.congested()
+                        if n == len(flight.items):
+                            # Once per batch (not per retry, not per half): a bad
+                            # operation must not throttle every other batch down to one
+                            # in flight, which would also starve the evidence that
+                            # isolates it.
+                            self.concurrency.congested()
                     if self._blamed(blame):
-                        await self._isolate(flight, lo, hi, exc)  # type: ignore[arg-type]
+                        await self._isolate(flight, lo, hi, exc)
                         return
                 elif isinstance(exc, (RateLimitError, APIConnectionError)) or (
                     isinstance(exc, APIStatusError) and exc.status >= 500
@@ -737,7 +739,7 @@ class Sender:
 _DROP_COST = 1.5e-6
 
 
-def _server_error(exc: CustomerIOError) -> bool:
+def _server_error(exc: CustomerIOError) -> TypeGuard[APIStatusError]:
     """A 5xx that may be the request's fault (not a gateway's or an unavailable
     service's: 502/503/504, a CDN's 52x)."""
     return (
