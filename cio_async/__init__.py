@@ -25,6 +25,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._dedup import DedupCache, MemoryDedupCache
+from ._dropped import DROPPED, Dropped
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -93,6 +94,7 @@ __all__ = [
     "BatchPolicy",
     "BatchResult",
     "CLIENT_KEY",
+    "DROPPED",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
@@ -101,6 +103,7 @@ __all__ = [
     "DedupCache",
     "Delivery",
     "DeliveryAbandonedError",
+    "Dropped",
     "FlushResult",
     "Hooks",
     "LatencyStats",

@@ -15,6 +15,7 @@ import aiohttp
 from ._app import AppAPI
 from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
 from ._dedup import DedupCache, MemoryDedupCache, canonical
+from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
 from ._model import (
@@ -400,27 +401,32 @@ class AsyncCustomerIO:
 
     # -- pipeline operations -----------------------------------------------------------
 
-    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> None:
+    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> bool:
+        """Admit ``op``; False when ``drop_newest`` dropped it at the call."""
         if not wait and not offered:
             # The common case: queued synchronously, no further coroutine frames.
             admitted = self._offer(op.payload if isinstance(op, Operation) else op)
             if admitted != DECLINED:
                 if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)
-                return
+                return True
         if self._state is not _State.RUNNING:
             self._check_open()
         fut = await self._delivery.admit(op, wait)
+        if fut is False:
+            return False
         if fut is not None:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
+        return True
 
-    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> None:
+    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> bool:
+        """Queue ``payload``; False when ``drop_newest`` dropped it at the call."""
         if not offered and self._offer(payload) != DECLINED:
-            return
+            return True
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._delivery.admit_nowait(payload)
+        return self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
@@ -492,13 +498,15 @@ class AsyncCustomerIO:
         relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
         wait: bool = False,
-    ) -> bool:
+    ) -> bool | Dropped:
         """Create or update a person.
 
         An identify identical to the last one queued for this person within
         ``config.dedup_ttl`` costs nothing (``dedup=False`` sends it anyway).
         Returns False when it was deduplicated, True when it was queued (and, with
-        ``wait=True``, delivered). ``timestamp`` (default: now) orders updates.
+        ``wait=True``, delivered), ``DROPPED`` (also falsy) when the ``drop_newest``
+        policy dropped it because the queue was full. ``timestamp`` (default: now)
+        orders updates.
         """
         self._check_track()
         p, op = self._identify_op(
@@ -513,7 +521,8 @@ class AsyncCustomerIO:
         if op is None:
             return False
         self._changed(p)
-        await self._enqueue(op, wait)
+        if not await self._enqueue(op, wait):
+            return self._identify_dropped(p)
         return True
 
     def identify_nowait(
@@ -526,9 +535,11 @@ class AsyncCustomerIO:
         subscription_preferences: Mapping[str, Any] | None = None,
         relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``identify`` without awaiting; safe from any thread (dedup applies on the
-        loop thread only, where the cache lives)."""
+        loop thread only, where the cache lives). Returns as ``identify`` does;
+        ``DROPPED`` only on the loop thread (elsewhere a drop is reported to
+        ``on_drop`` once the loop sees it)."""
         self._check_track()
         use_dedup = dedup and self._delivery.on_loop_thread()
         p, op = self._identify_op(
@@ -544,8 +555,16 @@ class AsyncCustomerIO:
             return False
         if self._person_listeners and self._delivery.on_loop_thread():
             self._changed(p)
-        self._enqueue_nowait(op.payload)
+        if not self._enqueue_nowait(op.payload):
+            return self._identify_dropped(p)
         return True
+
+    def _identify_dropped(self, person: Person) -> Dropped:
+        # The cache took the dropped identify as sent: forget it, or the same
+        # identify retried by the caller would be deduplicated and never sent.
+        if self._dedup is not None:
+            self._dedup.evict(person.key)
+        return DROPPED
 
     async def _event(
         self,
@@ -565,13 +584,14 @@ class AsyncCustomerIO:
                     return admitted
                 if len(admitted) == 1:
                     await asyncio.sleep(0)
-                else:
-                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
+                elif not await self._enqueue(admitted[1], False, offered=True):  # type: ignore[arg-type]
+                    return DROPPED
                 return admitted[0]
         if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, action, name, data, id, timestamp)
-        await self._enqueue(payload, wait)
+        if not await self._enqueue(payload, wait):
+            return DROPPED
         return event_id
 
     def _event_nowait(
@@ -588,13 +608,17 @@ class AsyncCustomerIO:
             if admitted is not None:
                 if type(admitted) is str:
                     return admitted
-                if len(admitted) == 2:
-                    self._enqueue_nowait(admitted[1], offered=True)  # type: ignore[arg-type]
+                if len(admitted) == 2 and not self._enqueue_nowait(
+                    admitted[1],  # type: ignore[arg-type]
+                    offered=True,
+                ):
+                    return DROPPED
                 return admitted[0]
         if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, action, name, data, id, timestamp)
-        self._enqueue_nowait(payload)
+        if not self._enqueue_nowait(payload):
+            return DROPPED
         return event_id
 
     async def track(
@@ -608,7 +632,10 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
-        makes retries harmless: Customer.io ignores repeats of an id."""
+        makes retries harmless: Customer.io ignores repeats of an id; or ``DROPPED``
+        (an empty, falsy string) when the ``drop_newest`` policy dropped the event
+        because the queue was full (with ``wait=True`` a drop raises
+        ``DeliveryAbandonedError`` instead)."""
         # _event's encoder attempt, inlined: one coroutine frame fewer on the
         # SDK's hottest call.
         if id is None and timestamp is None and not wait:
@@ -618,8 +645,8 @@ class AsyncCustomerIO:
                     return admitted
                 if len(admitted) == 1:
                     await asyncio.sleep(0)  # once per batch: let the sender run
-                else:
-                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
+                elif not await self._enqueue(admitted[1], False, offered=True):  # type: ignore[arg-type]
+                    return DROPPED
                 return admitted[0]
         return await self._event("event", person, name, data, id, timestamp, wait)
 
@@ -635,7 +662,9 @@ class AsyncCustomerIO:
         """``track`` without awaiting: validates and queues, never blocks. Safe to call
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
-        event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
+        event is dropped with reason ``queue_full`` and reported to ``on_drop``).
+        Under ``drop_newest`` a drop on the loop thread returns ``DROPPED`` rather
+        than the event id (from another thread the loop decides later: ``on_drop``)."""
         return self._event_nowait("event", person, name, data, id, timestamp)
 
     async def page(
@@ -648,7 +677,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
         wait: bool = False,
     ) -> str:
-        """Record a page view. Returns the event id."""
+        """Record a page view. Returns the event id, or ``DROPPED`` (see ``track``)."""
         return await self._event("page", person, url, data, id, timestamp, wait)
 
     def page_nowait(
@@ -673,7 +702,8 @@ class AsyncCustomerIO:
         timestamp: object = None,
         wait: bool = False,
     ) -> str:
-        """Record a mobile screen view. Returns the event id."""
+        """Record a mobile screen view. Returns the event id, or ``DROPPED`` (see
+        ``track``)."""
         return await self._event("screen", person, name, data, id, timestamp, wait)
 
     def screen_nowait(
@@ -782,7 +812,7 @@ class AsyncCustomerIO:
             self._check_open()
         self._bypassed_dedup(operation)
         fut = await self._delivery.admit(operation, True, urgent)
-        assert fut is not None
+        assert isinstance(fut, asyncio.Future)  # with a waiter, a drop fails the future
         return fut
 
     def send_nowait(self, operation: Operation) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._client import AsyncCustomerIO
+from ._dropped import Dropped
 from ._errors import ConfigurationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
 from ._stats import Stats
@@ -124,7 +125,7 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         **kwargs: Any,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``AsyncCustomerIO.identify`` in the person's workspace."""
         return await self.client_for(person, workspace).identify(person, attributes, **kwargs)
 
@@ -135,7 +136,7 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         **kwargs: Any,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``AsyncCustomerIO.identify_nowait`` in the person's workspace."""
         return self.client_for(person, workspace).identify_nowait(person, attributes, **kwargs)
 

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from .._config import BatchPolicy
 from .._errors import (
@@ -53,7 +53,7 @@ from .._model import Operation
 from .._retry import retry_delay, retry_headers
 from .._stats import Recorder
 from .._tasks import TaskSet
-from ._accumulator import DECLINED, Accumulator
+from ._accumulator import DECLINED, DROPPED_ON_ARRIVAL, Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._endpoint import BatchEndpoint
@@ -261,9 +261,10 @@ class Sender:
 
     async def admit(
         self, op: Operation | bytes, wait: bool, urgent: bool = True
-    ) -> asyncio.Future[None] | None:
+    ) -> asyncio.Future[None] | Literal[False] | None:
         """Admit ``op``: wait for room under ``block``, apply the other policies, and
-        for ``wait`` return the future its delivery settles."""
+        for ``wait`` return the future its delivery settles. Without ``wait``: False
+        when ``drop_newest`` dropped it (with ``wait`` the future says so)."""
         if self._loop is None or self._loop is not asyncio.get_running_loop():
             self.start()
         self._check_admission()
@@ -274,6 +275,8 @@ class Sender:
         if not wait:
             commit = acc.admit(payload)
             if commit is not None:
+                if commit is DROPPED_ON_ARRIVAL:
+                    return False
                 await commit
             elif acc.yield_due():
                 await asyncio.sleep(0)
@@ -308,18 +311,19 @@ class Sender:
                 pass
         self._check_admission()
 
-    def admit_nowait(self, payload: bytes) -> None:
-        """Queue an encoded operation without waiting; callable from any thread."""
+    def admit_nowait(self, payload: bytes) -> bool:
+        """Queue an encoded operation without waiting; callable from any thread.
+        False when ``drop_newest`` dropped it at the call (on the loop thread; from
+        another thread the loop decides later, and ``on_drop`` hears of a drop)."""
         if threading.get_ident() == self._thread_id:
             self._check_admission()
             acc = self._acc
             if acc.offer(payload) != DECLINED:
-                return
+                return True
             if self._block and acc.full(len(payload)):
                 self._rec.refused += 1
                 raise QueueFullError("delivery queue full; a non-waiting call cannot block")
-            acc.admit(payload)
-            return
+            return acc.admit(payload) is not DROPPED_ON_ARRIVAL
         loop = self._loop
         if loop is None:
             try:
@@ -331,10 +335,10 @@ class Sender:
                     "from other threads"
                 ) from None
             self.start()
-            self.admit_nowait(payload)
-            return
+            return self.admit_nowait(payload)
         self._check_admission()
         loop.call_soon_threadsafe(self._admit_from_thread, payload)
+        return True
 
     def _admit_from_thread(self, payload: bytes) -> None:
         if self._closing or self._dead is not None:
