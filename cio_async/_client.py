@@ -726,33 +726,35 @@ class AsyncCustomerIO:
         """``screen`` without awaiting (see ``track_nowait``)."""
         return self._event_nowait("screen", person, name, data, id, timestamp)
 
-    async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def delete(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Delete a person."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.delete(), wait)
+        return None if await self._enqueue(p.delete(), wait) else DROPPED
 
-    async def suppress(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def suppress(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Delete a person and block their identifiers from coming back."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.suppress(), wait)
+        return None if await self._enqueue(p.suppress(), wait) else DROPPED
 
-    async def unsuppress(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def unsuppress(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Let a suppressed person's identifiers be used again."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.unsuppress(), wait)
+        return None if await self._enqueue(p.unsuppress(), wait) else DROPPED
 
-    async def merge(self, primary: PersonRef, secondary: PersonRef, *, wait: bool = False) -> None:
+    async def merge(
+        self, primary: PersonRef, secondary: PersonRef, *, wait: bool = False
+    ) -> Dropped | None:
         """Merge ``secondary`` into ``primary`` (irreversible)."""
         self._check_track()
         a, b = as_person(primary, "primary"), as_person(secondary, "secondary")
         self._forget(a, b)
-        await self._enqueue(a.merge(b), wait)
+        return None if await self._enqueue(a.merge(b), wait) else DROPPED
 
     async def add_device(
         self,
@@ -763,36 +765,52 @@ class AsyncCustomerIO:
         last_used: object = None,
         attributes: Mapping[str, Any] | None = None,
         wait: bool = False,
-    ) -> None:
+    ) -> Dropped | None:
         """Add or update a push device (``ios`` or ``android``)."""
         self._check_track()
         op = as_person(person).add_device(
             token, platform, last_used=last_used, attributes=attributes
         )
-        await self._enqueue(op, wait)
+        return None if await self._enqueue(op, wait) else DROPPED
 
-    async def delete_device(self, person: PersonRef, token: str, *, wait: bool = False) -> None:
+    async def delete_device(
+        self, person: PersonRef, token: str, *, wait: bool = False
+    ) -> Dropped | None:
         """Remove a push device."""
         self._check_track()
-        await self._enqueue(as_person(person).delete_device(token), wait)
+        return (
+            None if await self._enqueue(as_person(person).delete_device(token), wait) else DROPPED
+        )
 
     async def add_relationships(
         self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """Relate a person to objects."""
         self._check_track()
-        await self._enqueue(as_person(person).add_relationships(relationships), wait)
+        return (
+            None
+            if await self._enqueue(as_person(person).add_relationships(relationships), wait)
+            else DROPPED
+        )
 
     async def delete_relationships(
         self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """Remove relationships between a person and objects."""
         self._check_track()
-        await self._enqueue(as_person(person).delete_relationships(relationships), wait)
+        return (
+            None
+            if await self._enqueue(as_person(person).delete_relationships(relationships), wait)
+            else DROPPED
+        )
 
-    async def send(self, operation: Operation, *, wait: bool = False) -> None:
+    async def send(self, operation: Operation, *, wait: bool = False) -> Dropped | None:
         """Queue any Track v2 operation (``Object(...).identify()``,
-        ``Delivery(...).event(...)``, ...)."""
+        ``Delivery(...).event(...)``, ...).
+
+        This and the other queued calls without a result of their own (``delete``,
+        ``suppress``, ``merge``, devices, relationships) return None, or ``DROPPED``
+        when the ``drop_newest`` policy dropped the operation at the call."""
         self._check_track()
         if not isinstance(operation, Operation):
             raise ConfigurationError(
@@ -800,7 +818,7 @@ class AsyncCustomerIO:
                 " Object(...) or Delivery(...)"
             )
         self._bypassed_dedup(operation)
-        await self._enqueue(operation, wait)
+        return None if await self._enqueue(operation, wait) else DROPPED
 
     async def submit(self, operation: Operation, *, urgent: bool = True) -> asyncio.Future[None]:
         """Queue ``operation`` and return a future for its delivery, without waiting.
@@ -823,12 +841,12 @@ class AsyncCustomerIO:
         assert isinstance(fut, asyncio.Future)  # with a waiter, a drop fails the future
         return fut
 
-    def send_nowait(self, operation: Operation) -> None:
-        """``send`` without awaiting (see ``track_nowait``)."""
+    def send_nowait(self, operation: Operation) -> Dropped | None:
+        """``send`` without awaiting (see ``track_nowait``); ``DROPPED`` as ``send``."""
         self._check_track()
         if self._delivery.on_loop_thread():
             self._bypassed_dedup(operation)
-        self._enqueue_nowait(operation.payload)
+        return None if self._enqueue_nowait(operation.payload) else DROPPED
 
     async def track_anonymous(
         self,

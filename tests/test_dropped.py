@@ -128,3 +128,24 @@ async def test_a_waiting_call_raises_instead(make_client: ClientFactory, server:
         server.release()
         await c.flush()
     assert err.value.reason == "queue_full"
+
+
+async def test_calls_without_a_result_return_dropped(
+    make_client: ClientFactory, server: StandIn
+) -> None:
+    drops: list[str] = []
+    c = full_queue_client(make_client, drops)
+    op = Operation.from_dict({"type": "person", "action": "delete", "identifiers": {"id": "9"}})
+    server.hold()
+    async with c:
+        assert await c.delete("0") is None
+        await server.wait_for(lambda s: s.held == 1)
+        assert await c.suppress("1") is None
+        assert c.send_nowait(op) is None
+        assert await c.delete("3") is DROPPED
+        assert await c.add_device("4", "tok", "ios") is DROPPED
+        assert await c.send(op) is DROPPED
+        assert c.send_nowait(op) is DROPPED
+        server.release()
+        await c.flush()
+    assert drops == ["queue_full"] * 4
