@@ -95,3 +95,34 @@ async def test_an_outage_splits_nothing(make_client: ClientFactory, server: Stan
     assert len(sizes) >= 3 * 6
     assert set(sizes) == {10}
     assert len(errors.seen) == 30
+
+
+async def test_unavailable_is_never_blamed_on_the_batch(
+    make_client: ClientFactory, server: StandIn
+) -> None:
+    errors = Errors()
+    server.fail_batches_containing(b"poison", status=503)
+    c = make_client(
+        batch=policy(
+            max_batch_events=4,
+            max_in_flight=4,
+            retry=RetryPolicy(
+                max_attempts=None, initial_delay=0.01, max_delay=0.05, jitter=0.0, total_timeout=1.0
+            ),
+        ),
+        on_error=errors,
+    )
+    async with c:
+        for i in range(4):
+            c.track_nowait(str(i), "poison" if i == 1 else "fine")
+        # Other requests succeed meanwhile, but a 503 says the service is unavailable:
+        # the batch is retried whole until its budget is spent.
+        for _ in range(5000):
+            if errors.seen:
+                break
+            await c.track("other", "traffic", wait=True)
+        await asyncio.wait_for(c.flush(), 10)
+    poisoned = [len(b) for b in batches(server) if any(o["name"] == "poison" for o in b)]
+    assert len(poisoned) >= 6 and set(poisoned) == {4}
+    assert c.stats().failed == {"retries_exhausted": 4}
+    assert len(server.events("traffic")) > 0
