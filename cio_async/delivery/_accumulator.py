@@ -84,6 +84,8 @@ class Accumulator:
         #: A linger timer is armed, or has fired and its batch is not taken yet.
         self._lingering = False
         self._urgent = 0
+        #: ``Waited`` items queued (awaited operations; most batches have none).
+        self._waited = 0
         self._flush_target = 0
         self._since_yield = 0
         #: True while the sender is known to be awake: admissions test a plain
@@ -165,6 +167,9 @@ class Accumulator:
                     self.events -= 1
                     self.nbytes -= len(old)
                     self.head_seq += 1
+                    if type(old) is Waited:
+                        self._waited -= 1
+                        self._urgent -= old.urgent
                     evicted.append(old)
                 self._dropped(evicted, "queue_full")
                 self._space()
@@ -175,6 +180,8 @@ class Accumulator:
         commit = self._append(payload)
         self.events += 1
         self.nbytes += size
+        if type(payload) is Waited:
+            self._waited += 1
         if type(payload) is Waited and payload.urgent:
             self._urgent += 1
             self._woken = True
@@ -235,14 +242,19 @@ class Accumulator:
         """The sender goes to sleep: the next full batch must wake it."""
         self._woken = False
 
-    def take(self) -> tuple[int, Batch]:
+    def take(self) -> tuple[int, Batch, bool]:
         """Take the next batch (up to the policy's batch bounds); return its first
-        item's sequence number and the batch."""
+        item's sequence number, the batch, and whether it holds awaited operations."""
         first = self.head_seq
         batch = self.backend.take(self._batch_events, self._batch_bytes)
         n = len(batch.items)
         if not n:
-            return first, batch
+            return first, batch, False
+        waited = False
+        if self._waited:
+            w = sum(1 for i in batch.items if type(i) is Waited)
+            self._waited -= w
+            waited = w > 0
         self.events -= n
         self.nbytes -= batch.nbytes
         self.head_seq += n
@@ -260,7 +272,7 @@ class Accumulator:
             self._lingering = True
             self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
         self._space()
-        return first, batch
+        return first, batch, waited
 
     def drain(self) -> list[bytes]:
         """Remove everything queued (shutdown, a dead sender, rejected credentials)."""
@@ -269,6 +281,7 @@ class Accumulator:
         self.events = 0
         self.nbytes = 0
         self._urgent = 0
+        self._waited = 0
         self._space()
         return items
 
