@@ -530,7 +530,7 @@ class AsyncCustomerIO:
             return False
         self._changed(p)
         if not await self._enqueue(op, wait):
-            return self._identify_dropped(p)
+            return DROPPED  # on_drop's hook already forgot it in the dedup cache
         return True
 
     def identify_nowait(
@@ -564,15 +564,8 @@ class AsyncCustomerIO:
         if self._person_listeners and self._delivery.on_loop_thread():
             self._changed(p)
         if not self._enqueue_nowait(op.payload):
-            return self._identify_dropped(p)
+            return DROPPED  # on_drop's hook already forgot it in the dedup cache
         return True
-
-    def _identify_dropped(self, person: Person) -> Dropped:
-        # The cache took the dropped identify as sent: forget it, or the same
-        # identify retried by the caller would be deduplicated and never sent.
-        if self._dedup is not None:
-            self._dedup.evict(person.key)
-        return DROPPED
 
     async def _event(
         self,
