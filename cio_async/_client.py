@@ -24,7 +24,6 @@ from ._model import (
     PersonRef,
     RelationshipRef,
     as_person,
-    event_payload,
     person_ident,
 )
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -38,6 +37,7 @@ from .delivery import (
     QueueBackend,
     Sender,
     TrackBatchEndpoint,
+    encode_event,
     event_encoder,
     no_fast_path,
 )
@@ -590,7 +590,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         if not await self._enqueue(payload, wait):
             return DROPPED
         return event_id
@@ -617,7 +617,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         if not self._enqueue_nowait(payload):
             return DROPPED
         return event_id
