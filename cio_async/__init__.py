@@ -28,6 +28,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._dedup import DedupCache, MemoryDedupCache
+from ._dropped import DROPPED, Dropped
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -120,9 +121,11 @@ __all__ = [
     "ConfigurationError",
     "CustomerIO",
     "CustomerIOError",
+    "DROPPED",
     "DedupCache",
     "Delivery",
     "DeliveryAbandonedError",
+    "Dropped",
     "FlushResult",
     "Hooks",
     "LatencyStats",

@@ -17,6 +17,7 @@ import aiohttp
 from ._app import AppAPI
 from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
 from ._dedup import DedupCache, MemoryDedupCache, canonical
+from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
 from ._model import (
@@ -473,27 +474,32 @@ class AsyncCustomerIO:
 
     # -- pipeline operations -----------------------------------------------------------
 
-    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> None:
+    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> bool:
+        """Admit ``op``; False when ``drop_newest`` dropped it at the call."""
         if not wait and not offered:
             # The common case: queued synchronously, no further coroutine frames.
             admitted = self._offer(op.payload if isinstance(op, Operation) else op)
             if admitted != DECLINED:
                 if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)
-                return
+                return True
         if self._state is not _State.RUNNING:
             self._check_open()
         fut = await self._delivery.admit(op, wait)
+        if fut is False:
+            return False
         if fut is not None:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
+        return True
 
-    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> None:
+    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> bool:
+        """Queue ``payload``; False when ``drop_newest`` dropped it at the call."""
         if not offered and self._offer(payload) != DECLINED:
-            return
+            return True
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._delivery.admit_nowait(payload)
+        return self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
@@ -565,13 +571,15 @@ class AsyncCustomerIO:
         relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
         wait: bool = False,
-    ) -> bool:
+    ) -> bool | Dropped:
         """Create or update a person.
 
         An identify identical to the last one queued for this person within
         ``config.dedup_ttl`` costs nothing (``dedup=False`` sends it anyway).
         Returns False when it was deduplicated, True when it was queued (and, with
-        ``wait=True``, delivered). ``timestamp`` (default: now) orders updates.
+        ``wait=True``, delivered), ``DROPPED`` (also falsy) when the ``drop_newest``
+        policy dropped it because the queue was full. ``timestamp`` (default: now)
+        orders updates.
         """
         self._check_track()
         p, op = self._identify_op(
@@ -586,7 +594,8 @@ class AsyncCustomerIO:
         if op is None:
             return False
         self._changed(p)
-        await self._enqueue(op, wait)
+        if not await self._enqueue(op, wait):
+            return DROPPED  # on_drop's hook already forgot it in the dedup cache
         return True
 
     def identify_nowait(
@@ -599,9 +608,11 @@ class AsyncCustomerIO:
         subscription_preferences: Mapping[str, Any] | None = None,
         relationships: Iterable[RelationshipRef] | None = None,
         dedup: bool = True,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``identify`` without awaiting; safe from any thread (dedup applies on the
-        loop thread only, where the cache lives)."""
+        loop thread only, where the cache lives). Returns as ``identify`` does;
+        ``DROPPED`` only on the loop thread (elsewhere a drop is reported to
+        ``on_drop`` once the loop sees it)."""
         self._check_track()
         use_dedup = dedup and self._delivery.on_loop_thread()
         p, op = self._identify_op(
@@ -617,7 +628,8 @@ class AsyncCustomerIO:
             return False
         if self._person_listeners and self._delivery.on_loop_thread():
             self._changed(p)
-        self._enqueue_nowait(op.payload)
+        if not self._enqueue_nowait(op.payload):
+            return DROPPED  # on_drop's hook already forgot it in the dedup cache
         return True
 
     async def _event(
@@ -638,13 +650,14 @@ class AsyncCustomerIO:
                     return admitted
                 if len(admitted) == 1:
                     await asyncio.sleep(0)
-                else:
-                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
+                elif not await self._enqueue(admitted[1], False, offered=True):  # type: ignore[arg-type]
+                    return DROPPED
                 return admitted[0]
         if not self._has_track:
             self._check_track()
         payload, event_id = encode_event(person, action, name, data, id, timestamp)
-        await self._enqueue(payload, wait)
+        if not await self._enqueue(payload, wait):
+            return DROPPED
         return event_id
 
     def _event_nowait(
@@ -661,13 +674,17 @@ class AsyncCustomerIO:
             if admitted is not None:
                 if type(admitted) is str:
                     return admitted
-                if len(admitted) == 2:
-                    self._enqueue_nowait(admitted[1], offered=True)  # type: ignore[arg-type]
+                if len(admitted) == 2 and not self._enqueue_nowait(
+                    admitted[1],  # type: ignore[arg-type]
+                    offered=True,
+                ):
+                    return DROPPED
                 return admitted[0]
         if not self._has_track:
             self._check_track()
         payload, event_id = encode_event(person, action, name, data, id, timestamp)
-        self._enqueue_nowait(payload)
+        if not self._enqueue_nowait(payload):
+            return DROPPED
         return event_id
 
     async def track(
@@ -681,7 +698,10 @@ class AsyncCustomerIO:
         wait: bool = False,
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
-        makes retries harmless: Customer.io ignores repeats of an id."""
+        makes retries harmless: Customer.io ignores repeats of an id; or ``DROPPED``
+        (an empty, falsy string) when the ``drop_newest`` policy dropped the event
+        because the queue was full (with ``wait=True`` a drop raises
+        ``DeliveryAbandonedError`` instead)."""
         # _event's encoder attempt, inlined: one coroutine frame fewer on the
         # SDK's hottest call.
         if id is None and timestamp is None and not wait:
@@ -691,8 +711,8 @@ class AsyncCustomerIO:
                     return admitted
                 if len(admitted) == 1:
                     await asyncio.sleep(0)  # once per batch: let the sender run
-                else:
-                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
+                elif not await self._enqueue(admitted[1], False, offered=True):  # type: ignore[arg-type]
+                    return DROPPED
                 return admitted[0]
         return await self._event("event", person, name, data, id, timestamp, wait)
 
@@ -708,7 +728,9 @@ class AsyncCustomerIO:
         """``track`` without awaiting: validates and queues, never blocks. Safe to call
         from any thread once the client has started in its loop. Under the ``block``
         policy a full queue raises ``QueueFullError`` on the loop thread (elsewhere the
-        event is dropped with reason ``queue_full`` and reported to ``on_drop``)."""
+        event is dropped with reason ``queue_full`` and reported to ``on_drop``).
+        Under ``drop_newest`` a drop on the loop thread returns ``DROPPED`` rather
+        than the event id (from another thread the loop decides later: ``on_drop``)."""
         return self._event_nowait("event", person, name, data, id, timestamp)
 
     async def page(
@@ -721,7 +743,7 @@ class AsyncCustomerIO:
         timestamp: object = None,
         wait: bool = False,
     ) -> str:
-        """Record a page view. Returns the event id."""
+        """Record a page view. Returns the event id, or ``DROPPED`` (see ``track``)."""
         return await self._event("page", person, url, data, id, timestamp, wait)
 
     def page_nowait(
@@ -746,7 +768,8 @@ class AsyncCustomerIO:
         timestamp: object = None,
         wait: bool = False,
     ) -> str:
-        """Record a mobile screen view. Returns the event id."""
+        """Record a mobile screen view. Returns the event id, or ``DROPPED`` (see
+        ``track``)."""
         return await self._event("screen", person, name, data, id, timestamp, wait)
 
     def screen_nowait(
@@ -761,33 +784,35 @@ class AsyncCustomerIO:
         """``screen`` without awaiting (see ``track_nowait``)."""
         return self._event_nowait("screen", person, name, data, id, timestamp)
 
-    async def delete(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def delete(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Delete a person."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.delete(), wait)
+        return None if await self._enqueue(p.delete(), wait) else DROPPED
 
-    async def suppress(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def suppress(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Delete a person and block their identifiers from coming back."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.suppress(), wait)
+        return None if await self._enqueue(p.suppress(), wait) else DROPPED
 
-    async def unsuppress(self, person: PersonRef, *, wait: bool = False) -> None:
+    async def unsuppress(self, person: PersonRef, *, wait: bool = False) -> Dropped | None:
         """Let a suppressed person's identifiers be used again."""
         self._check_track()
         p = as_person(person)
         self._forget(p)
-        await self._enqueue(p.unsuppress(), wait)
+        return None if await self._enqueue(p.unsuppress(), wait) else DROPPED
 
-    async def merge(self, primary: PersonRef, secondary: PersonRef, *, wait: bool = False) -> None:
+    async def merge(
+        self, primary: PersonRef, secondary: PersonRef, *, wait: bool = False
+    ) -> Dropped | None:
         """Merge ``secondary`` into ``primary`` (irreversible)."""
         self._check_track()
         a, b = as_person(primary, "primary"), as_person(secondary, "secondary")
         self._forget(a, b)
-        await self._enqueue(a.merge(b), wait)
+        return None if await self._enqueue(a.merge(b), wait) else DROPPED
 
     async def add_device(
         self,
@@ -798,36 +823,52 @@ class AsyncCustomerIO:
         last_used: object = None,
         attributes: Mapping[str, Any] | None = None,
         wait: bool = False,
-    ) -> None:
+    ) -> Dropped | None:
         """Add or update a push device (``ios`` or ``android``)."""
         self._check_track()
         op = as_person(person).add_device(
             token, platform, last_used=last_used, attributes=attributes
         )
-        await self._enqueue(op, wait)
+        return None if await self._enqueue(op, wait) else DROPPED
 
-    async def delete_device(self, person: PersonRef, token: str, *, wait: bool = False) -> None:
+    async def delete_device(
+        self, person: PersonRef, token: str, *, wait: bool = False
+    ) -> Dropped | None:
         """Remove a push device."""
         self._check_track()
-        await self._enqueue(as_person(person).delete_device(token), wait)
+        return (
+            None if await self._enqueue(as_person(person).delete_device(token), wait) else DROPPED
+        )
 
     async def add_relationships(
         self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """Relate a person to objects."""
         self._check_track()
-        await self._enqueue(as_person(person).add_relationships(relationships), wait)
+        return (
+            None
+            if await self._enqueue(as_person(person).add_relationships(relationships), wait)
+            else DROPPED
+        )
 
     async def delete_relationships(
         self, person: PersonRef, relationships: Iterable[RelationshipRef], *, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """Remove relationships between a person and objects."""
         self._check_track()
-        await self._enqueue(as_person(person).delete_relationships(relationships), wait)
+        return (
+            None
+            if await self._enqueue(as_person(person).delete_relationships(relationships), wait)
+            else DROPPED
+        )
 
-    async def send(self, operation: Operation, *, wait: bool = False) -> None:
+    async def send(self, operation: Operation, *, wait: bool = False) -> Dropped | None:
         """Queue any Track v2 operation (``Object(...).identify()``,
-        ``Delivery(...).event(...)``, ...)."""
+        ``Delivery(...).event(...)``, ...).
+
+        This and the other queued calls without a result of their own (``delete``,
+        ``suppress``, ``merge``, devices, relationships) return None, or ``DROPPED``
+        when the ``drop_newest`` policy dropped the operation at the call."""
         self._check_track()
         if not isinstance(operation, Operation):
             raise ConfigurationError(
@@ -835,7 +876,7 @@ class AsyncCustomerIO:
                 " Object(...) or Delivery(...)"
             )
         self._bypassed_dedup(operation)
-        await self._enqueue(operation, wait)
+        return None if await self._enqueue(operation, wait) else DROPPED
 
     async def submit(self, operation: Operation, *, urgent: bool = True) -> asyncio.Future[None]:
         """Queue ``operation`` and return a future for its delivery, without waiting.
@@ -855,15 +896,15 @@ class AsyncCustomerIO:
             self._check_open()
         self._bypassed_dedup(operation)
         fut = await self._delivery.admit(operation, True, urgent)
-        assert fut is not None
+        assert isinstance(fut, asyncio.Future)  # with a waiter, a drop fails the future
         return fut
 
-    def send_nowait(self, operation: Operation) -> None:
-        """``send`` without awaiting (see ``track_nowait``)."""
+    def send_nowait(self, operation: Operation) -> Dropped | None:
+        """``send`` without awaiting (see ``track_nowait``); ``DROPPED`` as ``send``."""
         self._check_track()
         if self._delivery.on_loop_thread():
             self._bypassed_dedup(operation)
-        self._enqueue_nowait(operation.payload)
+        return None if self._enqueue_nowait(operation.payload) else DROPPED
 
     async def track_anonymous(
         self,

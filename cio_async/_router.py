@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._client import AsyncCustomerIO
+from ._dropped import Dropped
 from ._errors import ConfigurationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
 from ._stats import Stats
@@ -124,7 +125,7 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         **kwargs: Any,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``AsyncCustomerIO.identify`` in the person's workspace."""
         return await self.client_for(person, workspace).identify(person, attributes, **kwargs)
 
@@ -135,7 +136,7 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         **kwargs: Any,
-    ) -> bool:
+    ) -> bool | Dropped:
         """``AsyncCustomerIO.identify_nowait`` in the person's workspace."""
         return self.client_for(person, workspace).identify_nowait(person, attributes, **kwargs)
 
@@ -189,21 +190,21 @@ class WorkspaceRouter:
 
     async def delete(
         self, person: PersonRef, *, workspace: str | None = None, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """``AsyncCustomerIO.delete`` in the person's workspace."""
-        await self.client_for(person, workspace).delete(person, wait=wait)
+        return await self.client_for(person, workspace).delete(person, wait=wait)
 
     async def suppress(
         self, person: PersonRef, *, workspace: str | None = None, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """``AsyncCustomerIO.suppress`` in the person's workspace."""
-        await self.client_for(person, workspace).suppress(person, wait=wait)
+        return await self.client_for(person, workspace).suppress(person, wait=wait)
 
     async def unsuppress(
         self, person: PersonRef, *, workspace: str | None = None, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """``AsyncCustomerIO.unsuppress`` in the person's workspace."""
-        await self.client_for(person, workspace).unsuppress(person, wait=wait)
+        return await self.client_for(person, workspace).unsuppress(person, wait=wait)
 
     async def add_device(
         self,
@@ -213,9 +214,11 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> Dropped | None:
         """``AsyncCustomerIO.add_device`` in the person's workspace."""
-        await self.client_for(person, workspace).add_device(person, token, platform, **kwargs)
+        return await self.client_for(person, workspace).add_device(
+            person, token, platform, **kwargs
+        )
 
     async def add_relationships(
         self,
@@ -224,17 +227,19 @@ class WorkspaceRouter:
         *,
         workspace: str | None = None,
         wait: bool = False,
-    ) -> None:
+    ) -> Dropped | None:
         """``AsyncCustomerIO.add_relationships`` in the person's workspace."""
-        await self.client_for(person, workspace).add_relationships(person, relationships, wait=wait)
+        return await self.client_for(person, workspace).add_relationships(
+            person, relationships, wait=wait
+        )
 
     async def send(
         self, operation: Operation, *, workspace: str | None = None, wait: bool = False
-    ) -> None:
+    ) -> Dropped | None:
         """Queue any operation: person operations follow the resolver; others (objects,
         deliveries) go to ``workspace`` or the default workspace."""
         if workspace is None and operation.type == "person":
             client = self.client_for(Person._from_key(operation.key))
         else:
             client = self[workspace if workspace is not None else self._default]
-        await client.send(operation, wait=wait)
+        return await client.send(operation, wait=wait)

@@ -31,6 +31,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncCustomerIO
+from ._dropped import DROPPED, Dropped
 from ._errors import ClientClosedError
 from ._model import Operation, PersonRef
 from ._stats import Stats
@@ -228,10 +229,11 @@ class CustomerIO:
 
     def identify(
         self, person: PersonRef, attributes: Mapping[str, Any] | None = None, **kw: Any
-    ) -> bool:
+    ) -> bool | Dropped:
         """Identify (deduplicated on the loop thread). Waits for admission only,
-        unless ``wait=True``."""
-        return bool(self._call("identify", person, attributes, **kw))
+        unless ``wait=True``. Returns as ``AsyncCustomerIO.identify`` does."""
+        result = self._call("identify", person, attributes, **kw)
+        return DROPPED if result is DROPPED else bool(result)
 
     def track_and_wait(
         self, person: PersonRef, name: str, data: Mapping[str, Any] | None = None, **kw: Any

@@ -94,7 +94,7 @@ async def test_failure_does_not_poison_the_cache(
 
 
 async def test_drop_does_not_poison_the_cache(make_client: ClientFactory, server: StandIn) -> None:
-    from cio_async import BatchPolicy
+    from cio_async import DROPPED, BatchPolicy
 
     c = make_client(
         batch=BatchPolicy(max_queue_events=1, when_full="drop_newest", linger=30, max_in_flight=1)
@@ -105,7 +105,7 @@ async def test_drop_does_not_poison_the_cache(make_client: ClientFactory, server
         await c.flush(timeout=0)  # sends "0"; the stand-in holds it
         await server.wait_for(lambda s: s.held == 1)
         await c.track("1", "fills-the-queue")
-        assert await c.identify("1", {"a": 1})  # dropped: the queue is full
+        assert await c.identify("1", {"a": 1}) is DROPPED  # the queue is full
         assert c.stats().dropped == {"queue_full": 1}
         server.release()
         await c.flush()

@@ -19,7 +19,8 @@ PACKAGES = [cio_async, cio_async.testing]
 
 def bound_names(package: ModuleType) -> set[str]:
     """Names the package's ``__init__.py`` binds at top level (imports, also those
-    under ``if TYPE_CHECKING:`` that load lazily, assignments, definitions), read from its source: what a reader of the file sees exported."""
+    under ``if TYPE_CHECKING:`` that load lazily, assignments, definitions), read from
+    its source: what a reader of the file sees exported."""
     assert package.__file__ is not None
     tree = ast.parse(Path(package.__file__).read_text())
     names: set[str] = set()

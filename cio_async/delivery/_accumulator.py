@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import events as _events
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Final
 
 from .._config import BatchPolicy
@@ -24,6 +24,20 @@ _running_loop = _events._get_running_loop
 DECLINED: Final = 0
 ADMITTED: Final = 1
 ADMITTED_YIELD: Final = 2
+
+
+class _DroppedOnArrival:
+    """``admit``'s answer when ``drop_newest`` dropped the payload. Awaiting it does
+    nothing, so a caller that only awaits a pending commit needs no check for it."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+#: ``Accumulator.admit`` returns this (not a commit) for a payload it dropped.
+DROPPED_ON_ARRIVAL: Final = _DroppedOnArrival()
 
 
 class Accumulator:
@@ -140,7 +154,8 @@ class Accumulator:
     def admit(self, payload: bytes) -> Awaitable[None] | None:
         """Admit ``payload`` under the ``when_full`` policy (the caller already waited
         for room under ``block``). A ``Waited`` payload's future is settled by the
-        sender. Returns the backend's pending commit, if any."""
+        sender. Returns the backend's pending commit, if any, or ``DROPPED_ON_ARRIVAL``
+        when ``drop_newest`` dropped it."""
         size = len(payload)
         if self.full(size):
             if self._when_full == "drop_oldest":
@@ -161,7 +176,7 @@ class Accumulator:
             elif self._when_full == "drop_newest":
                 self.dropped_on_arrival += 1
                 self._dropped([payload], "queue_full")
-                return None
+                return DROPPED_ON_ARRIVAL
         commit = self._append(payload)
         self.events += 1
         self.nbytes += size
@@ -271,4 +286,4 @@ class Accumulator:
         return items
 
 
-__all__ = ["ADMITTED", "ADMITTED_YIELD", "DECLINED", "Accumulator"]
+__all__ = ["ADMITTED", "ADMITTED_YIELD", "DECLINED", "DROPPED_ON_ARRIVAL", "Accumulator"]

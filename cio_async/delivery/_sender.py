@@ -11,6 +11,16 @@ Retries follow the one retry rule (``_retry.retry_delay``); a batch is retried u
 its time budget (``RetryPolicy.total_timeout``) is spent. During an outage one batch
 probes at short intervals; the first request that succeeds wakes every batch asleep
 in backoff, so delivery resumes about as soon as Customer.io is back.
+
+A 5xx is split like a 400 only when the evidence blames the batch rather than the
+service (see ``_blamed``): it has been answered with a server error (a 5xx other
+than 502/503/504 and a CDN's 52x, which say the service or a gateway is down)
+``ISOLATE_AFTER`` times, and some other request was answered since the first (the
+service is up). Then a batch of several operations is split in halves, resent in
+order, each half under the normal retry rule; a lone operation fails for good
+(``OperationRejectedError``, reason ``server_error``). During an outage nothing else
+succeeds, so nothing is split and the request count does not grow; without other
+traffic there is no evidence either, and the batch is retried as in an outage.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeGuard
 
 from .._config import BatchPolicy
 from .._errors import (
@@ -43,7 +53,7 @@ from .._model import Operation
 from .._retry import retry_delay, retry_headers
 from .._stats import Recorder
 from .._tasks import TaskSet
-from ._accumulator import Accumulator
+from ._accumulator import DROPPED_ON_ARRIVAL, Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._endpoint import BatchEndpoint
@@ -55,6 +65,15 @@ log = logging.getLogger("cio_async")
 PROBE_INTERVAL = 0.5
 #: A drop episode ends after this many seconds without a drop (then its count is logged).
 DROP_EPISODE_GAP = 1.0
+
+#: A batch answered with a server error this many times, while other requests were
+#: answered since its first, is split (a lone operation fails as ``server_error``).
+#: Small: each halving costs this many requests for the half with the bad operation.
+ISOLATE_AFTER = 3
+
+#: 5xx statuses that say a gateway or the whole service is down or overloaded, never
+#: that one request was bad: they never split a batch.
+_SERVICE_STATUSES = frozenset({502, 503, 504, 520, 521, 522, 523, 524})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +135,17 @@ class _Flight:
         self.settled: set[int] = set()  # positions settled so far
 
 
+class _Blame:
+    """The server errors one batch (or half) got: how many, and how many answers the
+    sender had seen at the first (``Sender._answered`` grows with every answer)."""
+
+    __slots__ = ("count", "mark")
+
+    def __init__(self, mark: int) -> None:
+        self.mark = mark
+        self.count = 0
+
+
 class Sender:
     """Delivers batches from an ``Accumulator`` over a ``BatchEndpoint``.
 
@@ -172,6 +202,8 @@ class Sender:
         # batch probing during an outage.
         self._sleepers: set[asyncio.Future[None]] = set()
         self._probe: object | None = None
+        # Requests answered (2xx, 400, 413): evidence that the service is up.
+        self._answered = 0
         # Drop episodes: one warning when drops start, a count when they stop.
         self._dropping: dict[str, int] = {}
         self._drop_timer: asyncio.TimerHandle | None = None
@@ -246,9 +278,10 @@ class Sender:
 
     async def admit(
         self, op: Operation | bytes, wait: bool, urgent: bool = True
-    ) -> asyncio.Future[None] | None:
+    ) -> asyncio.Future[None] | Literal[False] | None:
         """Admit ``op``: wait for room under ``block``, apply the other policies, and
-        for ``wait`` return the future its delivery settles."""
+        for ``wait`` return the future its delivery settles. Without ``wait``: False
+        when ``drop_newest`` dropped it (with ``wait`` the future says so)."""
         if self._loop is None or self._loop is not asyncio.get_running_loop():
             self.start()
         self._check_admission()
@@ -259,6 +292,8 @@ class Sender:
         if not wait:
             commit = acc.admit(payload)
             if commit is not None:
+                if commit is DROPPED_ON_ARRIVAL:
+                    return False
                 await commit
             elif acc.yield_due():
                 await asyncio.sleep(0)
@@ -293,17 +328,18 @@ class Sender:
                 pass
         self._check_admission()
 
-    def admit_nowait(self, payload: bytes) -> None:
+    def admit_nowait(self, payload: bytes) -> bool:
         """Queue an encoded operation without waiting; callable from any thread. The
-        caller tried ``accumulator.offer`` first (this is what it declined)."""
+        caller tried ``accumulator.offer`` first (this is what it declined). False
+        when ``drop_newest`` dropped it at the call (on the loop thread; from another
+        thread the loop decides later, and ``on_drop`` hears of a drop)."""
         if threading.get_ident() == self._thread_id:
             self._check_admission()
             acc = self._acc
             if self._block and acc.full(len(payload)):
                 self._rec.refused += 1
                 raise QueueFullError("delivery queue full; a non-waiting call cannot block")
-            acc.admit(payload)
-            return
+            return acc.admit(payload) is not DROPPED_ON_ARRIVAL
         loop = self._loop
         if loop is None:
             try:
@@ -315,10 +351,10 @@ class Sender:
                     "from other threads"
                 ) from None
             self.start()
-            self.admit_nowait(payload)
-            return
+            return self.admit_nowait(payload)
         self._check_admission()
         loop.call_soon_threadsafe(self._admit_from_thread, payload)
+        return True
 
     def _admit_from_thread(self, payload: bytes) -> None:
         if self._closing or self._dead is not None:
@@ -420,6 +456,7 @@ class Sender:
         body = endpoint.body(items)
         started = time.monotonic()
         attempt = 0
+        blame: _Blame | None = None
         while True:
             await self._respect_pause()
             t0 = time.monotonic()
@@ -450,7 +487,19 @@ class Sender:
                 seconds = time.monotonic() - t0
                 if isinstance(exc, APIStatusError):
                     rec.batch_sent(n, len(body), exc.status, seconds)
-                if isinstance(exc, (RateLimitError, APIConnectionError)) or (
+                if _server_error(exc):
+                    if blame is None:
+                        blame = _Blame(self._answered)
+                        if n == len(flight.items):
+                            # Once per batch (not per retry, not per half): a bad
+                            # operation must not throttle every other batch down to one
+                            # in flight, which would also starve the evidence that
+                            # isolates it.
+                            self.concurrency.congested()
+                    if self._blamed(blame):
+                        await self._isolate(flight, lo, hi, exc)
+                        return
+                elif isinstance(exc, (RateLimitError, APIConnectionError)) or (
                     isinstance(exc, APIStatusError) and exc.status >= 500
                 ):
                     self.concurrency.congested()
@@ -478,6 +527,24 @@ class Sender:
                 self._settle(flight, (lo + i,), "failed", err, "rejected")
             return
 
+    def _blamed(self, blame: _Blame) -> bool:
+        """Count one more server error against a batch; True when the evidence points
+        at the batch, not the service: ``ISOLATE_AFTER`` of them, and some other
+        request answered since the first."""
+        blame.count += 1
+        return blame.count >= ISOLATE_AFTER and self._answered > blame.mark
+
+    async def _isolate(self, flight: _Flight, lo: int, hi: int, exc: APIStatusError) -> None:
+        """Isolate the operation a server error is blamed on: split in halves (in
+        order, each under the normal retry rule), or fail a lone operation for good."""
+        if hi - lo == 1:
+            err = OperationRejectedError("server_error", "", str(exc), exc.status)
+            self._settle(flight, (lo,), "failed", err, "server_error")
+            return
+        mid = lo + (hi - lo) // 2
+        await self._deliver(flight, lo, mid)
+        await self._deliver(flight, mid, hi)
+
     async def _backoff(self, flight: _Flight, delay: float, exc: CustomerIOError) -> None:
         """Sleep ``delay`` seconds, or less: the first batch to back off during an
         outage is the probe and retries at least every ``PROBE_INTERVAL`` (never
@@ -500,6 +567,7 @@ class Sender:
         """A request was answered: the outage (if any) is over; wake every batch
         asleep in backoff so delivery resumes now rather than after its sleep."""
         self._probe = None
+        self._answered += 1
         if self._sleepers:
             for fut in self._sleepers:
                 _resolve(fut)
@@ -711,6 +779,16 @@ class Sender:
 
 #: Seconds ``close`` budgets per queued operation for handing it to ``on_drop``.
 _DROP_COST = 1.5e-6
+
+
+def _server_error(exc: CustomerIOError) -> TypeGuard[APIStatusError]:
+    """A 5xx that may be the request's fault (not a gateway's or an unavailable
+    service's: 502/503/504, a CDN's 52x)."""
+    return (
+        isinstance(exc, APIStatusError)
+        and exc.status >= 500
+        and exc.status not in _SERVICE_STATUSES
+    )
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -114,6 +114,8 @@ class StandIn:
         #: Requests waiting at a ``hold()`` right now.
         self.held = 0
         self._faults = FaultScript()
+        #: ``(marker, status, path)`` from ``fail_batches_containing``.
+        self._body_faults: list[tuple[bytes, int, str]] = []
         self._seen_protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self._runner: web.AppRunner | None = None
         self._track_auth = (
@@ -258,8 +260,34 @@ class StandIn:
             self._gate = None
 
     def clear_faults(self) -> None:
-        """Forget the faults not applied yet."""
+        """Forget every scripted fault (``fail_next`` and the others, and
+        ``fail_batches_containing``)."""
         self._faults.clear()
+        self._body_faults.clear()
+
+    # -- content faults: a request whose body holds a marker fails every time ------------
+    # (Kept apart from the one-shot faults above: these match on the body, not the
+    # path, and last until ``clear_faults()``; they belong with the fault script.)
+
+    def fail_batches_containing(
+        self, marker: bytes, *, status: int = 500, path: str = "/api/v2/batch"
+    ) -> None:
+        """Answer ``status`` to every request to ``path`` whose body contains
+        ``marker``, until ``clear_faults()``: one poisonous operation makes every batch
+        that carries it fail (a server error provoked by content), while batches
+        without it are handled normally."""
+        self._body_faults.append((marker, status, path))
+
+    def _body_fault(self, path: str, body: bytes, rec: RecordedRequest) -> web.Response | None:
+        for marker, status, fault_path in self._body_faults:
+            if path == fault_path and marker in body:
+                self.counts[f"fault_{status}"] += 1
+                rec.status = status
+                return _json(
+                    {"errors": [{"reason": "injected", "message": "injected server error"}]},
+                    status,
+                )
+        return None
 
     @property
     def rate_limit(self) -> float | None:
@@ -410,6 +438,10 @@ class StandIn:
                     fault.status,
                     headers,
                 )
+        if self._body_faults:
+            refused = self._body_fault(path, body, rec)
+            if refused is not None:
+                return refused
         if self._rate_limit is not None and not self._rate_window.admit(self._rate_limit):
             self.counts["rate_limited"] += 1
             rec.status = 429
