@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ._config import BatchPolicy, RetryPolicy
 from ._errors import (
@@ -35,8 +36,8 @@ from ._queue import Item, MemoryQueue, QueueBackend, Waited, op_of
 from ._retry import should_retry
 from ._stats import Recorder
 from ._tasks import TaskSet
-from ._track import parse_batch_errors
-from ._transport import Transport
+from ._track import BatchError, parse_batch_errors
+from ._transport import Api, Response, Transport
 
 log = logging.getLogger("cio_async")
 _get_ident = threading.get_ident
@@ -44,6 +45,46 @@ _get_running_loop = asyncio.get_running_loop
 
 _HEAD = b'{"batch":['
 _TAIL = b"]}"
+
+
+class BatchEndpoint(Protocol):
+    """The wire format of a batch: which API and path, how encoded items become a
+    body, how a per-item error answer is read, and what callbacks get for an item."""
+
+    api: Api
+    path: str
+    op: str
+
+    async def body(self, items: Sequence[bytes]) -> tuple[bytes, int, dict[str, str]]:
+        """The body to send, its uncompressed size and extra headers."""
+        ...
+
+    def item_errors(self, resp: Response) -> Sequence[BatchError]:
+        """Per-item rejections in a successful answer (Track's 207), else ()."""
+        ...
+
+    def decode(self, payload: bytes) -> Any:
+        """The value ``on_error``/``on_drop`` receive for a queued payload."""
+        ...
+
+
+class TrackBatch:
+    """Track v2 ``/api/v2/batch``: items joined into ``{"batch":[...]}``; a 207
+    lists the items Customer.io refused."""
+
+    api: Api = "track"
+    path = "/api/v2/batch"
+    op = "batch"
+
+    async def body(self, items: Sequence[bytes]) -> tuple[bytes, int, dict[str, str]]:
+        body = b"".join((_HEAD, b",".join(items), _TAIL))
+        return body, len(body), {}
+
+    def item_errors(self, resp: Response) -> Sequence[BatchError]:
+        return parse_batch_errors(resp.json()) if resp.status == 207 else ()
+
+    def decode(self, payload: bytes) -> Any:
+        return op_of(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +131,10 @@ class Pipeline:
         policy: BatchPolicy,
         recorder: Recorder,
         *,
-        on_failure: Callable[[BaseException, Operation | None], None],
-        on_drop: Callable[[Operation, str], None],
+        on_failure: Callable[[BaseException, Any], None],
+        on_drop: Callable[[Any, str], None],
         queue: QueueBackend | None = None,
+        endpoint: BatchEndpoint | None = None,
     ) -> None:
         self._t = transport
         self._policy = policy
@@ -100,6 +142,7 @@ class Pipeline:
         self._on_failure = on_failure
         self._on_drop = on_drop
         self._queue: QueueBackend = queue if queue is not None else MemoryQueue()
+        self._endpoint: BatchEndpoint = endpoint if endpoint is not None else TrackBatch()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
         self._sender: asyncio.Task[None] | None = None
@@ -194,13 +237,14 @@ class Pipeline:
         return q.events >= self._max_events or q.nbytes + size > self._max_bytes
 
     async def admit(
-        self, op: Operation | bytes, wait: bool, urgent: bool = True
+        self, op: Operation | bytes | Any, wait: bool, urgent: bool = True
     ) -> asyncio.Future[None] | None:
         """Queue ``op`` (waiting for space under the ``block`` policy)."""
         if self._loop is None or self._loop is not asyncio.get_running_loop():
             self._start()
         self._check_admission()
-        payload = op.payload if isinstance(op, Operation) else op
+        # An Operation, a PipelinesCall (anything with ``payload``) or encoded bytes.
+        payload: bytes = op if isinstance(op, bytes) else op.payload
         if self._block and self._full(len(payload)):
             await self._wait_for_space(len(payload))
         if not wait:
@@ -211,7 +255,7 @@ class Pipeline:
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         fut.add_done_callback(_consume)
-        operation = op if isinstance(op, Operation) else Operation.from_payload(op)
+        operation = self._endpoint.decode(op) if isinstance(op, bytes) else op
         self._admit(Waited(operation, fut, urgent))
         return fut
 
@@ -457,20 +501,24 @@ class Pipeline:
 
     async def _deliver(self, items: Sequence[Item], settled: list[Sequence[Item]]) -> None:
         policy: RetryPolicy = self._policy.retry
-        body = b"".join((_HEAD, b",".join(items), _TAIL))
+        endpoint = self._endpoint
         started = time.monotonic()
         retry = 0
         while True:
             await self._respect_pause()
+            # Built at each attempt: an endpoint may stamp the send time (Pipelines'
+            # sentAt); the items, with their ids, are the same every time.
+            body, _raw_size, headers = await endpoint.body(items)
             t0 = time.monotonic()
-            headers = {"X-Retry-Count": str(retry)} if retry else None
+            if retry:
+                headers["X-Retry-Count"] = str(retry)
             try:
                 resp = await self._t.request(
-                    "track",
+                    endpoint.api,
                     "POST",
-                    "/api/v2/batch",
+                    endpoint.path,
                     body=body,
-                    op="batch",
+                    op=endpoint.op,
                     retry=RetryPolicy.NONE,
                     headers=headers,
                 )
@@ -512,7 +560,7 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 continue
             self._rec.batch_sent(len(items), len(body), resp.status, time.monotonic() - t0)
-            errors = parse_batch_errors(resp.json()) if resp.status == 207 else ()
+            errors = endpoint.item_errors(resp)
             if not errors:
                 self._settle_delivered(items, settled)
                 return
@@ -566,18 +614,21 @@ class Pipeline:
         for it in items:
             if type(it) is Waited and not it.future.done():
                 it.future.set_exception(exc)
-            self._on_failure(exc, op_of(it))
+            self._on_failure(exc, self._decode(it))
 
     def _settle_dropped(self, items: Sequence[Item], reason: str) -> None:
         if not items:
             return
         log.warning("%d operation(s) dropped undelivered (%s)", len(items), reason)
-        self._drop([op_of(i) for i in items], reason)
+        self._drop([self._decode(i) for i in items], reason)
         for it in items:
             if type(it) is Waited and not it.future.done():
                 it.future.set_exception(DeliveryAbandonedError(reason))
 
-    def _drop(self, ops: Sequence[Operation], reason: str) -> None:
+    def _decode(self, item: Item) -> Any:
+        return item.op if isinstance(item, Waited) else self._endpoint.decode(item)
+
+    def _drop(self, ops: Sequence[Any], reason: str) -> None:
         for op in ops:
             self._rec.drop(op, reason)
             self._on_drop(op, reason)

@@ -32,7 +32,7 @@ from ._retry import parse_retry_after, should_retry
 
 log = logging.getLogger("cio_async")
 
-Api = Literal["track", "app"]
+Api = Literal["track", "app", "cdp"]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_ERROR_BODY = 1 << 20
 
@@ -81,6 +81,7 @@ class Transport:
         on_retry: RetryHook | None = None,
         on_start: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cdp: tuple[str, str] | None = None,
     ) -> None:
         self._config = config
         self._session = session
@@ -98,10 +99,14 @@ class Transport:
             raw = f"{config.site_id}:{config.track_api_key}".encode()
             self._track_auth = "Basic " + base64.b64encode(raw).decode("ascii")
         self._app_auth = f"Bearer {config.app_api_key}" if config.app_api_key else None
+        #: The Pipelines API's (base URL, Authorization), when this transport serves it.
+        self._cdp = cdp
         self._hosts = {
             URL(config.region.track_url).host,
             URL(config.region.app_url).host,
         }
+        if cdp is not None:
+            self._hosts.add(URL(cdp[0]).host)
         self.in_flight = 0
         self.connections_opened = 0
 
@@ -189,6 +194,10 @@ class Transport:
     # -- requests ----------------------------------------------------------------------
 
     def _auth(self, api: Api) -> str:
+        if api == "cdp":
+            if self._cdp is None:
+                raise ConfigurationError("this call needs a Pipelines write key")
+            return self._cdp[1]
         auth = self._track_auth if api == "track" else self._app_auth
         if auth is None:
             which = "site_id and track_api_key" if api == "track" else "app_api_key"
@@ -196,6 +205,8 @@ class Transport:
         return auth
 
     def base_url(self, api: Api) -> str:
+        if api == "cdp" and self._cdp is not None:
+            return self._cdp[0]
         region = self._config.region
         return region.track_url if api == "track" else region.app_url
 
