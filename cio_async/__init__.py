@@ -9,6 +9,11 @@ double-counts), identify deduplication and clear errors for bad input::
         cio.track_nowait("42", "purchase", {"amount": 30})
         await cio.app.send(TransactionalEmail(transactional_message_id=3, to="a@example.com",
                                               identifiers="42"))
+
+The Data Pipelines API (``cdp.customer.io/v1``) goes through the same pipeline::
+
+    async with AsyncPipelines(write_key) as cdp:
+        cdp.track_nowait("42", "purchase", {"amount": 30})
 """
 
 import logging as _logging
@@ -65,6 +70,13 @@ from ._messages import (
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from ._pipeline import FlushResult
+from .pipelines import (
+    AsyncPipelines,
+    Pipelines,
+    PipelinesCall,
+    PipelinesConfig,
+    PipelinesRegionWarning,
+)
 from ._queue import MemoryQueue, QueueBackend
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
@@ -87,6 +99,7 @@ __all__ = [
     "AppAPI",
     "AppConfig",
     "AsyncCustomerIO",
+    "AsyncPipelines",
     "AuthenticationError",
     "BadRequestError",
     "BatchError",
@@ -116,6 +129,10 @@ __all__ = [
     "PersonAttributes",
     "PersonIdentifiers",
     "PersonRef",
+    "Pipelines",
+    "PipelinesCall",
+    "PipelinesConfig",
+    "PipelinesRegionWarning",
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",

@@ -20,7 +20,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -34,7 +34,16 @@ from ._stats import Stats
 __all__ = ["CustomerIO"]
 
 
-class _Runner:
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self, timeout: float | None = None) -> FlushResult: ...
+
+
+C = TypeVar("C", bound=_Client)
+
+
+class _Runner(Generic[C]):
     """One event loop on a daemon thread, a blocking portal into it, and the client.
 
     A daemon thread (not anyio's ``start_blocking_portal``, whose worker thread is
@@ -42,7 +51,7 @@ class _Runner:
     interpreter at exit, and the exit hook can still flush through the portal.
     """
 
-    def __init__(self, factory: Callable[[], AsyncCustomerIO]) -> None:
+    def __init__(self, factory: Callable[[], C]) -> None:
         self.pid = os.getpid()
         handoff: queue.Queue[BlockingPortal | BaseException] = queue.Queue()
 
@@ -70,7 +79,7 @@ class _Runner:
             raise
 
     @staticmethod
-    async def _start(factory: Callable[[], AsyncCustomerIO]) -> AsyncCustomerIO:
+    async def _start(factory: Callable[[], C]) -> C:
         client = factory()
         await client.start()
         return client
@@ -142,13 +151,13 @@ class CustomerIO:
         self._kwargs = kwargs
         self._lock = threading.Lock()
         self._closed = False
-        self._current: _Runner | None = None
+        self._current: _Runner[AsyncCustomerIO] | None = None
         self.v1: Any = _Proxy(self, "v1")
         self.app: Any = _Proxy(self, "app")
         self._runner()
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    def _runner(self) -> _Runner:
+    def _runner(self) -> _Runner[AsyncCustomerIO]:
         runner = self._current
         if runner is not None and runner.pid == os.getpid():
             return runner

@@ -12,12 +12,14 @@ same batching pipeline as the Track client::
 from ._client import AsyncPipelines
 from ._encode import MAX_BATCH_BYTES, MAX_CALL_BYTES, PipelinesCall, iso_timestamp
 from ._endpoint import PIPELINES_HOSTS, PipelinesConfig, PipelinesRegionWarning, key_region
+from ._sync import Pipelines
 
 __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_CALL_BYTES",
     "PIPELINES_HOSTS",
     "AsyncPipelines",
+    "Pipelines",
     "PipelinesCall",
     "PipelinesConfig",
     "PipelinesRegionWarning",

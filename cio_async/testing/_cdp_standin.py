@@ -190,9 +190,9 @@ def register_cdp(standin: StandIn, app: web.Application) -> None:
             counts["cdp_rejected_calls"] += len(bad)
             if strict:
                 # One answer for the whole batch: nothing in it is stored.
-                n, exc = bad[0]
+                n, first = bad[0]
                 where = f"batch[{n}]: " if single is None else ""
-                return _error(400, exc.code, where + exc.message)
+                return _error(400, first.code, where + first.message)
         for _, item in good:
             _store(standin, state, item, request.path, sent_at, gz, strict, single)
         return _ok()
