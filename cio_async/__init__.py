@@ -70,13 +70,6 @@ from ._messages import (
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from ._pipeline import FlushResult
-from .pipelines import (
-    AsyncPipelines,
-    Pipelines,
-    PipelinesCall,
-    PipelinesConfig,
-    PipelinesRegionWarning,
-)
 from ._queue import MemoryQueue, QueueBackend
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
@@ -89,6 +82,13 @@ from ._webhooks import (
     parse_webhook,
     sign_webhook,
     verify_webhook_signature,
+)
+from .pipelines import (
+    AsyncPipelines,
+    Pipelines,
+    PipelinesCall,
+    PipelinesConfig,
+    PipelinesRegionWarning,
 )
 
 __all__ = [

@@ -37,7 +37,7 @@ __all__ = ["CustomerIO"]
 class _Client(Protocol):
     async def start(self) -> None: ...
 
-    async def aclose(self, timeout: float | None = None) -> FlushResult: ...
+    async def aclose(self, timeout: float | None = None) -> FlushResult: ...  # noqa: ASYNC109
 
 
 C = TypeVar("C", bound=_Client)

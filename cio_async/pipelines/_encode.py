@@ -321,7 +321,9 @@ class Encoder:
         try:
             payload = _dumps(body)
         except TypeError as exc:
-            raise ValidationError(_culprit(body, prefix, wire_names), f"is not JSON-serialisable: {exc}") from None
+            raise ValidationError(
+                _culprit(body, prefix, wire_names), f"is not JSON-serialisable: {exc}"
+            ) from None
         if len(payload) > MAX_CALL_BYTES:
             raise ValidationError(
                 _largest(body, prefix, wire_names),

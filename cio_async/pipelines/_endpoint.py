@@ -71,9 +71,9 @@ class PipelinesConfig:
     gzip_level: int = 1
     context: Mapping[str, Any] | None = None
     integrations: Mapping[str, Any] | None = None
-    pool: PoolConfig = PoolConfig()
-    retry: RetryPolicy = RetryPolicy()
-    batch: BatchPolicy = BatchPolicy()
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
     slow_call_threshold: float | None = 2.0
     user_agent: str = DEFAULT_USER_AGENT
 
@@ -103,7 +103,10 @@ class PipelinesConfig:
                 raise ConfigurationError(f"{name} must be a mapping")
 
     def __repr__(self) -> str:
-        return f"PipelinesConfig(write_key='***', region={self.resolved_region!r}, url={self.base_url!r})"
+        return (
+            f"PipelinesConfig(write_key='***', region={self.resolved_region!r},"
+            f" url={self.base_url!r})"
+        )
 
     @property
     def resolved_region(self) -> str:

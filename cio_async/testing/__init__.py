@@ -1,7 +1,7 @@
 """Test helpers: a local Customer.io stand-in server you can use in your own tests.
 
-``StandIn`` speaks the Track API (v1 and v2), the Data Pipelines API and the App API over real HTTP on
-loopback, records what it accepted and can be scripted to misbehave. The pytest
+``StandIn`` speaks the Track API (v1 and v2), the Data Pipelines API and the App API
+over real HTTP on loopback, records what it accepted and can be scripted to misbehave. The pytest
 fixtures live in ``cio_async.testing.pytest_plugin`` (add it to ``pytest_plugins``).
 """
 
