@@ -63,7 +63,11 @@ from ._import_io import (
     prepare_errors_file,
 )
 from ._import_lines import CsvColumns, HeaderError, LineOptions, build, line_event_id, parse_ndjson
+from ._model import Operation
 from ._progress import Progress, format_duration
+from .pipelines import AsyncPipelines, PipelinesCall, PipelinesConfig
+from .pipelines._encode import Encoder
+from .pipelines._lines import line_call
 
 __all__ = [
     "EXIT_FAILED",
@@ -118,6 +122,8 @@ class ImportOptions:
     restart: bool = False
     sandbox: bool = False
     region: str | None = None
+    #: ``track`` (Track v2 operations) or ``pipelines`` (the Data Pipelines API).
+    api: str = "track"
     quiet: bool = False
     batch_size: int = 1000
     concurrency: int = 8
@@ -172,7 +178,7 @@ class _Import:
         source: BinaryIO,
         head: bytes,
         total_bytes: int | None,
-        config: ClientConfig | None,
+        config: ClientConfig | PipelinesConfig | None,
         errors_path: str | None,
         checkpoint_path: str | None,
         resume: Checkpoint | None,
@@ -193,7 +199,9 @@ class _Import:
         self.out = out
         self.err = err
         self.progress = Progress(err, plain_every=5.0)
-        self.client: AsyncCustomerIO | None = None
+        self.client: AsyncCustomerIO | AsyncPipelines | None = None
+        #: Pipelines calls are checked with this encoder (a dry run has no client).
+        self.encoder = Encoder() if opts.api == "pipelines" else None
         self.columns: CsvColumns | None = None
         # The window: every record from the first unsettled one on, in input order.
         self.window: collections.deque[_Entry] = collections.deque()
@@ -251,7 +259,10 @@ class _Import:
                 from .testing import StandIn
 
                 server = await StandIn().start()
-                self.client = self._make_client(**server.client_kwargs())
+                if self.opts.api == "pipelines":
+                    self.client = self._make_client(**server.pipelines_kwargs())
+                else:
+                    self.client = self._make_client(**server.client_kwargs())
             elif self.config is not None:
                 self.client = self._make_client(config=self.config)
             if self.client is not None:
@@ -285,13 +296,15 @@ class _Import:
             # Only now: a signal during the final save changes nothing.
             self._remove_signals(handled)
 
-    def _make_client(self, **kwargs: Any) -> AsyncCustomerIO:
+    def _make_client(self, **kwargs: Any) -> AsyncCustomerIO | AsyncPipelines:
         batch = BatchPolicy(
             max_batch_events=self.opts.batch_size,
             max_in_flight=self.opts.concurrency,
             linger=0.05,
             retry=dataclasses.replace(BatchPolicy().retry, total_timeout=self.opts.retry_timeout),
         )
+        if self.opts.api == "pipelines":
+            return AsyncPipelines(**kwargs, batch=batch)
         return AsyncCustomerIO(**kwargs, batch=batch)
 
     def _install_signals(self) -> list[signal.Signals]:
@@ -422,15 +435,16 @@ class _Import:
             else:
                 assert rec.fields is not None
                 obj = self.columns.line_object(rec.fields)
-            op = build(
-                obj,
-                self.opts.lines,
-                functools.partial(line_event_id, self.salt, rec.line, rec.raw),
-            )
+            derived = functools.partial(line_event_id, self.salt, rec.line, rec.raw)
+            op: Operation | PipelinesCall
+            if self.encoder is not None:
+                op = line_call(obj, self.opts.lines, derived, self.encoder)
+            else:
+                op = build(obj, self.opts.lines, derived)
         except ValidationError as exc:
             self._reject(entry, _State.INVALID, "invalid", exc.field, exc.message)
             return
-        self.kinds[op.action] += 1
+        self.kinds[op.type if isinstance(op, PipelinesCall) else op.action] += 1
         client = self.client
         if client is None:  # a dry run
             entry.state = _State.DELIVERED
@@ -439,7 +453,12 @@ class _Import:
             return
         entry.size = len(op.payload)
         try:
-            fut = await client.submit(op)
+            if isinstance(client, AsyncPipelines):
+                assert isinstance(op, PipelinesCall)
+                fut = await client.submit(op)
+            else:
+                assert isinstance(op, Operation)
+                fut = await client.submit(op)
         except CustomerIOError as exc:
             self.failure = exc
             self._stop()
@@ -562,7 +581,7 @@ class _Import:
 
     # -- finishing -----------------------------------------------------------------------
 
-    async def _drain(self, client: AsyncCustomerIO) -> None:
+    async def _drain(self, client: AsyncCustomerIO | AsyncPipelines) -> None:
         """Deliver what was submitted: without a deadline after the end of the input,
         with ``--drain-timeout`` once stopping; a second Ctrl-C stops at once."""
         flush = asyncio.ensure_future(client.flush())  # send what lingers, now
@@ -786,8 +805,25 @@ def _read_head(f: BinaryIO) -> bytes:
     return b"".join(parts)
 
 
-def _config_from_env(opts: ImportOptions, env: Mapping[str, str]) -> ClientConfig:
+def _config_from_env(opts: ImportOptions, env: Mapping[str, str]) -> ClientConfig | PipelinesConfig:
     e = dict(env)
+    if opts.api == "pipelines":
+        key = e.get("CUSTOMERIO_WRITE_KEY")
+        if not key:
+            raise UsageError(
+                "missing Customer.io credentials: set CUSTOMERIO_WRITE_KEY (the write key "
+                "of a Pipelines source; its region is read from the key, or set "
+                "CUSTOMERIO_PIPELINES_REGION=eu / --region eu). Or check the file with "
+                "--dry-run, or try it against a local stand-in with --sandbox."
+            )
+        try:
+            return PipelinesConfig(
+                write_key=key,
+                region=opts.region or e.get("CUSTOMERIO_PIPELINES_REGION") or None,
+                url=e.get("CUSTOMERIO_PIPELINES_URL") or None,
+            )
+        except ConfigurationError as exc:
+            raise UsageError(f"bad configuration: {exc}") from None
     missing = [k for k in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_TRACK_API_KEY") if not e.get(k)]
     if missing:
         raise UsageError(
