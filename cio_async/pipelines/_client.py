@@ -21,12 +21,12 @@ import aiohttp
 
 from .._config import BatchPolicy, ClientConfig, PoolConfig, RetryPolicy
 from .._errors import ClientClosedError, ConfigurationError
-from .._pipeline import FlushResult, Pipeline
-from .._queue import QueueBackend
+from .._model import Operation
 from .._stats import Hooks, Recorder, Stats
 from .._tasks import TaskSet
 from .._transport import Transport
-from ._encode import PipelinesCall
+from ..delivery import ADMITTED_YIELD, DECLINED, FlushResult, QueueBackend, Sender
+from ._encode import Encoder, PipelinesCall
 from ._endpoint import PipelinesConfig, PipelinesEndpoint, warn_region_mismatch
 
 __all__ = ["AsyncPipelines"]
@@ -125,8 +125,8 @@ class AsyncPipelines:
         self._user_on_error = on_error
         self._user_on_drop = on_drop
         self._rec = Recorder(hooks, config.slow_call_threshold)
-        self._endpoint = PipelinesEndpoint(config)
-        self._encoder = self._endpoint.encoder
+        self._encoder = Encoder(config.context, config.integrations)
+        endpoint = PipelinesEndpoint(config)
         self._transport = Transport(
             ClientConfig(
                 pool=config.pool,
@@ -139,17 +139,22 @@ class AsyncPipelines:
             on_request=self._rec.request_end,
             on_retry=self._rec.retry,
             on_start=self._rec.request_start if self._rec.hooks else None,
-            cdp=(self._endpoint.base_url, self._endpoint.authorization),
+            cdp=(endpoint.base_url, endpoint.authorization),
         )
-        self._pipeline = Pipeline(
-            self._transport,
+        endpoint.bind(self._transport)
+        # The same delivery core as the Track client: only the encoder (here) and the
+        # endpoint (the wire format) differ.
+        self._delivery = Sender(
+            endpoint,
             config.batch,
             self._rec,
             on_failure=self._call_failed,
             on_drop=self._call_dropped,
-            queue=queue,
-            endpoint=self._endpoint,
+            backend=queue,
+            pool_size=config.pool.max_connections,
         )
+        #: The one admission path: ``offer`` of ready bytes to the accumulator.
+        self._offer = self._delivery.accumulator.offer
         self._tasks = TaskSet(self._task_failed)
         self._closing: asyncio.Future[FlushResult] | None = None
         self._state = _State.NEW
@@ -192,10 +197,11 @@ class AsyncPipelines:
     def stats(self) -> Stats:
         """A typed snapshot of counters, queue depth and latency."""
         return self._rec.snapshot(
-            admitted=self._pipeline.admitted,
-            queue_depth=self._pipeline.queue_depth,
-            queue_bytes=self._pipeline.queue_bytes,
-            in_flight_batches=self._pipeline.in_flight,
+            admitted=self._delivery.admitted,
+            queue_depth=self._delivery.queue_depth,
+            queue_bytes=self._delivery.queue_bytes,
+            in_flight_batches=self._delivery.in_flight,
+            concurrency_limit=self._delivery.concurrency.limit,
             in_flight_requests=self._transport.in_flight,
             connections_opened=self._transport.connections_opened,
             dedup_entries=0,
@@ -212,13 +218,17 @@ class AsyncPipelines:
         except Exception:
             log.exception("cio_async callback %r raised; ignored", fn)
 
-    def _call_failed(self, exc: BaseException, call: PipelinesCall | None) -> None:
+    # The sender reports queued payloads as (lazily decoded) Operations; the payload
+    # is the call's, so the callbacks get it as a PipelinesCall.
+
+    def _call_failed(self, exc: BaseException, op: Operation | None) -> None:
         if self._user_on_error is not None:
+            call = None if op is None else PipelinesCall.from_payload(op.payload)
             self._call_user(self._user_on_error, exc, call)
 
-    def _call_dropped(self, call: PipelinesCall, reason: str) -> None:
+    def _call_dropped(self, op: Operation, reason: str) -> None:
         if self._user_on_drop is not None:
-            self._call_user(self._user_on_drop, call, reason)
+            self._call_user(self._user_on_drop, PipelinesCall.from_payload(op.payload), reason)
 
     def _task_failed(self, exc: BaseException, name: str) -> None:
         self._rec.background_errors += 1
@@ -240,7 +250,7 @@ class AsyncPipelines:
     async def start(self) -> None:
         """Bind to the running loop and start the sender (done lazily otherwise)."""
         self._check_open()
-        self._pipeline._start()
+        self._delivery.start()
 
     async def __aenter__(self) -> AsyncPipelines:
         await self.start()
@@ -257,7 +267,7 @@ class AsyncPipelines:
     async def flush(self, timeout: float | None = None) -> FlushResult:
         """Send everything queued so far; wait until each call was delivered or
         failed, or ``timeout`` seconds passed. Returns what happened."""
-        return await self._pipeline.flush(timeout)
+        return await self._delivery.flush(timeout)
 
     async def aclose(self, timeout: float | None = None) -> FlushResult:
         """Stop accepting calls, flush with a deadline (default
@@ -265,14 +275,14 @@ class AsyncPipelines:
         ``on_drop`` (``shutdown``), and close everything the client owns. Idempotent."""
         if self._closing is None:
             self._state = _State.CLOSING
-            self._pipeline.close_fast_path()
+            self._delivery.stop_admission()
             deadline = self._config.batch.shutdown_timeout if timeout is None else timeout
             self._closing = asyncio.ensure_future(self._shutdown(deadline))
         return await asyncio.shield(self._closing)
 
     async def _shutdown(self, timeout: float) -> FlushResult:
         try:
-            result = await self._pipeline.close(timeout)
+            result = await self._delivery.close(timeout)
             await self._tasks.cancel_all()
         finally:
             try:
@@ -297,7 +307,7 @@ class AsyncPipelines:
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if self._state is _State.CLOSED:
             return
-        pipeline = getattr(self, "_pipeline", None)
+        pipeline = getattr(self, "_delivery", None)
         transport = getattr(self, "_transport", None)
         started = (transport is not None and transport.started and not transport.closed) or (
             pipeline is not None and pipeline.started
@@ -313,24 +323,26 @@ class AsyncPipelines:
     # -- admission ---------------------------------------------------------------------
 
     async def _enqueue(self, call: PipelinesCall, wait: bool) -> str:
-        if not wait and self._state is _State.RUNNING:
-            admitted = self._pipeline.try_admit(call.payload)
-            if admitted:
-                if admitted == 2:
+        if not wait:
+            admitted = self._offer(call.payload)
+            if admitted != DECLINED:
+                if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)  # once per batch: let the sender run
                 return call.message_id
         if self._state is not _State.RUNNING:
             self._check_open()
-        fut = await self._pipeline.admit(call, wait)
+        fut = await self._delivery.admit(call.payload, wait)
         if fut is not None:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
         return call.message_id
 
     def _enqueue_nowait(self, call: PipelinesCall) -> str:
+        if self._offer(call.payload) != DECLINED:
+            return call.message_id
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._pipeline.admit_nowait(call.payload)
+        self._delivery.admit_nowait(call.payload)
         return call.message_id
 
     def _build(
@@ -430,11 +442,11 @@ class AsyncPipelines:
             timestamp=timestamp,
             message_id=message_id,
         )
-        if not wait and self._state is _State.RUNNING:
+        if not wait:
             # _enqueue's fast case, inlined: the hottest call saves a frame.
-            admitted = self._pipeline.try_admit(call.payload)
-            if admitted:
-                if admitted == 2:
+            admitted = self._offer(call.payload)
+            if admitted != DECLINED:
+                if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)
                 return call.message_id
         return await self._enqueue(call, wait)
@@ -687,7 +699,7 @@ class AsyncPipelines:
         futures = []
         last = len(encoded) - 1
         for n, call in enumerate(encoded):
-            fut = await self._pipeline.admit(call, True, urgent=n == last)
+            fut = await self._delivery.admit(call.payload, True, urgent=n == last)
             assert fut is not None
             futures.append(fut)
         await asyncio.shield(asyncio.gather(*futures))
@@ -708,7 +720,7 @@ class AsyncPipelines:
         encoded = call if isinstance(call, PipelinesCall) else self._encoder.raw(call)
         if self._state is not _State.RUNNING:
             self._check_open()
-        fut = await self._pipeline.admit(encoded, True, urgent)
+        fut = await self._delivery.admit(encoded.payload, True, urgent)
         assert fut is not None
         return fut
 

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._config import DEFAULT_USER_AGENT, BatchPolicy, PoolConfig, RetryPolicy
-from .._errors import ConfigurationError
-from .._track import BatchError
-from .._transport import Api, Response
-from ._encode import Encoder, PipelinesCall
+from .._errors import ConfigurationError, OperationRejectedError
+from .._transport import Response, Transport
 
 __all__ = ["PIPELINES_HOSTS", "PipelinesConfig", "PipelinesEndpoint", "PipelinesRegionWarning"]
 
@@ -142,6 +140,9 @@ class PipelinesConfig:
         return "Basic " + base64.b64encode(f"{self.write_key}:".encode()).decode("ascii")
 
 
+_SENT_AT_TAIL: Final = len(b'2026-12-02T01:10:00.123Z"}')
+
+
 def _sent_at() -> bytes:
     ms = time.time_ns() // 1_000_000
     secs, frac = divmod(ms, 1000)
@@ -155,15 +156,20 @@ def _gzip(data: bytes, level: int) -> bytes:
 
 
 class PipelinesEndpoint:
-    """``POST {base}/batch`` with the write key: how a batch of encoded calls goes on
-    the wire. There is no per-item result (no 207): a 400 rejects the whole batch, and
-    the sender splits it to isolate the bad call."""
+    """``POST {base}/batch`` with the write key: the ``BatchEndpoint`` the delivery
+    core's ``Sender`` uses for Pipelines. There is no per-item answer (no 207): a 400
+    refuses the whole batch, and the sender splits it to isolate the bad call.
 
-    api: Api = "cdp"
-    path = "/batch"
+    The body is ``{"batch":[...],"sentAt":"..."}``: ``sentAt`` at the batch level, as
+    Customer.io's own library sends it, stamped when the batch is built and again at
+    each retry (it tells Customer.io when the batch left). Byte limits apply to this
+    uncompressed body; gzip, when on, happens in ``send`` (off the loop when large).
+    """
+
     op = "pipelines.batch"
+    path = "/batch"
 
-    def __init__(self, config: PipelinesConfig) -> None:
+    def __init__(self, config: PipelinesConfig, transport: Transport | None = None) -> None:
         self.base_url = config.base_url
         self.authorization = config.authorization()
         self._headers: dict[str, str] = {}
@@ -171,34 +177,43 @@ class PipelinesEndpoint:
             self._headers["X-Strict-Mode"] = "1"
         self._gzip = config.gzip
         self._level = config.gzip_level
-        self.encoder = Encoder(config.context, config.integrations)
+        self._t = transport
 
-    def headers(self) -> dict[str, str]:
-        """Headers every batch request carries (strict mode; gzip when on)."""
-        return dict(self._headers)
+    def bind(self, transport: Transport) -> None:
+        """The transport requests go through (made with this endpoint's URL and key)."""
+        self._t = transport
 
-    async def body(self, items: Sequence[bytes]) -> tuple[bytes, int, dict[str, str]]:
-        """The request body for ``items`` (compressed when gzip is on), its
-        uncompressed size, and the headers to send. ``sentAt`` is stamped here, at
-        every attempt: Customer.io reads it as the time the batch left."""
-        raw = b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', _sent_at(), b'"}'))
-        headers = dict(self._headers)
-        if not self._gzip:
-            return raw, len(raw), headers
-        if len(raw) > GZIP_INLINE_MAX:
-            data = await asyncio.to_thread(_gzip, raw, self._level)
-        else:
-            data = _gzip(raw, self._level)
-        headers["Content-Encoding"] = "gzip"
-        return data, len(raw), headers
+    def body(self, items: Sequence[bytes]) -> bytes:
+        """The uncompressed request body for these payloads, in order."""
+        return b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', _sent_at(), b'"}'))
 
-    def item_errors(self, resp: Response) -> Sequence[BatchError]:
-        """Always (): a Pipelines answer is for the whole batch."""
-        return ()
+    async def send(self, body: bytes, headers: Mapping[str, str] | None) -> Response:
+        """One attempt: re-stamp ``sentAt`` on a retry, compress when gzip is on."""
+        assert self._t is not None, "bind() a transport first"
+        hdrs = dict(self._headers)
+        if headers:
+            hdrs.update(headers)
+            if "X-Retry-Count" in headers:
+                body = b"".join((body[:-_SENT_AT_TAIL], _sent_at(), b'"}'))
+        if self._gzip:
+            if len(body) > GZIP_INLINE_MAX:
+                body = await asyncio.to_thread(_gzip, body, self._level)
+            else:
+                body = _gzip(body, self._level)
+            hdrs["Content-Encoding"] = "gzip"
+        return await self._t.request(
+            "cdp",
+            "POST",
+            self.path,
+            body=body,
+            op=self.op,
+            retry=RetryPolicy.NONE,
+            headers=hdrs,
+        )
 
-    def decode(self, payload: bytes) -> PipelinesCall:
-        """The call behind a queued payload (for ``on_error``/``on_drop``)."""
-        return PipelinesCall.from_payload(payload)
+    def rejected(self, response: Response, count: int) -> dict[int, OperationRejectedError]:
+        """Always empty: a Pipelines answer is for the whole batch."""
+        return {}
 
 
 def warn_region_mismatch(config: PipelinesConfig, stacklevel: int = 3) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ClientClosedError
-from .._pipeline import FlushResult
+from ..delivery import FlushResult
 from .._stats import Stats
 from .._sync import _Runner
 from ._client import AsyncPipelines
