@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ClientClosedError
-from ..delivery import FlushResult
 from .._stats import Stats
 from .._sync import _Runner
+from ..delivery import FlushResult
 from ._client import AsyncPipelines
 
 __all__ = ["Pipelines"]
