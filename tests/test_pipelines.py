@@ -364,3 +364,32 @@ def test_sync_facade(server_thread: StandIn) -> None:
     body = orjson.loads(orjson.dumps([c.body for c in server_thread.pipelines.calls]))
     assert {c["messageId"] for c in body} >= {mid, waited}
     assert [c["type"] for c in body] == ["track", "identify", "page", "group"]
+
+
+@pytest.mark.parametrize(
+    "properties", [None, {}, {"amount": 30, "at": dt.datetime(2026, 1, 1), "tags": ("a", "b")}]
+)
+@pytest.mark.parametrize("integrations", [None, {"All": False}])
+def test_fast_track_bytes_equal_the_general_encoders(
+    properties: dict[str, Any] | None, integrations: dict[str, Any] | None
+) -> None:
+    from cio_async.pipelines._encode import Encoder, track_encoder
+
+    enc = Encoder({"app": {"name": "shop"}}, integrations)
+    fast = track_encoder(enc)
+    got = fast("u-1", "purchase", properties)
+    assert got is not None
+    payload, mid = got
+    ts = orjson.loads(payload)["timestamp"]
+    general = enc.call(
+        "track",
+        {"event": "purchase", "properties": properties},
+        user_id="u-1",
+        message_id=mid,
+        timestamp=ts,
+    )
+    assert payload == general.payload
+    # What it does not handle, it leaves to the general path (which names the field).
+    assert fast("", "purchase", None) is None and fast("u", " ", None) is None
+    assert fast(7, "purchase", None) is None and fast("u", "e", {"x": object()}) is None
+    assert fast("u", "e", {"pad": "x" * 33_000}) is None

@@ -26,7 +26,7 @@ from .._stats import Hooks, Recorder, Stats
 from .._tasks import TaskSet
 from .._transport import Transport
 from ..delivery import ADMITTED_YIELD, DECLINED, FlushResult, QueueBackend, Sender
-from ._encode import Encoder, PipelinesCall
+from ._encode import Encoder, PipelinesCall, track_encoder
 from ._endpoint import PipelinesConfig, PipelinesEndpoint, warn_region_mismatch
 
 __all__ = ["AsyncPipelines"]
@@ -126,6 +126,8 @@ class AsyncPipelines:
         self._user_on_drop = on_drop
         self._rec = Recorder(hooks, config.slow_call_threshold)
         self._encoder = Encoder(config.context, config.integrations)
+        #: The common track call, encoded in one frame (see ``track_encoder``).
+        self._fast_track = track_encoder(self._encoder)
         endpoint = PipelinesEndpoint(config)
         self._transport = Transport(
             ClientConfig(
@@ -323,27 +325,33 @@ class AsyncPipelines:
     # -- admission ---------------------------------------------------------------------
 
     async def _enqueue(self, call: PipelinesCall, wait: bool) -> str:
+        return await self._enqueue_bytes(call.payload, call.message_id, wait)
+
+    async def _enqueue_bytes(self, payload: bytes, message_id: str, wait: bool) -> str:
         if not wait:
-            admitted = self._offer(call.payload)
+            admitted = self._offer(payload)
             if admitted != DECLINED:
                 if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)  # once per batch: let the sender run
-                return call.message_id
+                return message_id
         if self._state is not _State.RUNNING:
             self._check_open()
-        fut = await self._delivery.admit(call.payload, wait)
+        fut = await self._delivery.admit(payload, wait)
         if fut is not None:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
-        return call.message_id
+        return message_id
 
     def _enqueue_nowait(self, call: PipelinesCall) -> str:
-        if self._offer(call.payload) != DECLINED:
-            return call.message_id
+        return self._enqueue_bytes_nowait(call.payload, call.message_id)
+
+    def _enqueue_bytes_nowait(self, payload: bytes, message_id: str) -> str:
+        if self._offer(payload) != DECLINED:
+            return message_id
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._delivery.admit_nowait(call.payload)
-        return call.message_id
+        self._delivery.admit_nowait(payload)
+        return message_id
 
     def _build(
         self,
@@ -432,23 +440,34 @@ class AsyncPipelines:
         wait: bool = False,
     ) -> str:
         """Record ``event`` for a person. Returns the ``messageId``."""
-        call = self._encoder.call(
+        if (
+            anonymous_id is None
+            and context is None
+            and integrations is None
+            and timestamp is None
+            and message_id is None
+            and not wait
+        ):
+            fast = self._fast_track(user_id, event, properties)
+            if fast is not None:
+                # _enqueue_bytes' common case, inlined: the hottest call saves a frame.
+                payload, mid = fast
+                admitted = self._offer(payload)
+                if admitted == DECLINED:
+                    return await self._enqueue_bytes(payload, mid, False)
+                if admitted == ADMITTED_YIELD:
+                    await asyncio.sleep(0)  # once per batch: let the sender run
+                return mid
+        call = self._build(
             "track",
             {"event": event, "properties": properties},
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            context=context,
-            integrations=integrations,
-            timestamp=timestamp,
-            message_id=message_id,
+            user_id,
+            anonymous_id,
+            context,
+            integrations,
+            timestamp,
+            message_id,
         )
-        if not wait:
-            # _enqueue's fast case, inlined: the hottest call saves a frame.
-            admitted = self._offer(call.payload)
-            if admitted != DECLINED:
-                if admitted == ADMITTED_YIELD:
-                    await asyncio.sleep(0)
-                return call.message_id
         return await self._enqueue(call, wait)
 
     def track_nowait(
@@ -466,6 +485,16 @@ class AsyncPipelines:
         """``track`` without awaiting: validates and queues, never blocks. Under the
         ``block`` policy a full queue raises ``QueueFullError`` on the loop thread
         (elsewhere the call is dropped with reason ``queue_full``, to ``on_drop``)."""
+        if (
+            anonymous_id is None
+            and context is None
+            and integrations is None
+            and timestamp is None
+            and message_id is None
+        ):
+            fast = self._fast_track(user_id, event, properties)
+            if fast is not None:
+                return self._enqueue_bytes_nowait(*fast)
         call = self._build(
             "track",
             {"event": event, "properties": properties},

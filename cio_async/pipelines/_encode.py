@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import orjson
 
-from .._encode import new_event_id
+from .._encode import _refill, _suffixes, new_event_id, ulid_time_prefix
 from .._errors import ValidationError
 from .._version import __version__
 
@@ -370,6 +370,87 @@ class Encoder:
                 f"{MAX_BATCH_BYTES:,} per batch request",
             )
         return out
+
+
+#: ``(user_id, event, properties) -> (payload, messageId)``, or None: not handled here
+#: (encode with ``Encoder.call``, which gives the same bytes or the clear error).
+FastTrack = Callable[[object, object, object], "tuple[bytes, str] | None"]
+_MAX_CACHED: Final = 16_384
+
+
+def track_encoder(encoder: Encoder) -> FastTrack:
+    """The common ``track`` call (a string user id, a string event name, a dict or no
+    properties, nothing else) encoded in one frame: the ``{"type":"track","userId":``
+    part is cached per user and the event name per name (both bounded), the default
+    context is encoded once, the ULID prefix and timestamp once per millisecond. The
+    bytes are exactly those ``Encoder.call`` makes (a test holds them to it)."""
+    users: dict[str, bytes] = {}
+    events: dict[str, bytes] = {}
+    # Keys in Encoder.call's order: type, userId, event, properties, context,
+    # integrations, messageId, timestamp.
+    middle = b',"context":' + _dumps(encoder._context)
+    if encoder._integrations is not None:
+        middle += b',"integrations":' + _dumps(encoder._integrations)
+    middle += b',"messageId":"'
+    props_key = b',"properties":'
+    time_ns = _time_ns
+    pop = _suffixes.pop  # list.pop is atomic: no two callers share a suffix
+    refill = _refill
+    dumps = orjson.dumps
+    default, opts = _default, _OPTS
+    last_ms = last_s = -1
+    prefix = ""
+    prefix_b = ts_tail = b""
+    head = ""
+
+    def encode(user: object, event: object, properties: object) -> tuple[bytes, str] | None:
+        nonlocal last_ms, last_s, prefix, prefix_b, ts_tail, head
+        if type(user) is not str or type(event) is not str:
+            return None
+        u = users.get(user)
+        if u is None:
+            if not user.strip():
+                return None
+            if len(users) >= _MAX_CACHED:
+                users.clear()
+            u = users[user] = b'{"type":"track","userId":' + dumps(user) + b',"event":'
+        e = events.get(event)
+        if e is None:
+            if not event.strip():
+                return None
+            if len(events) >= _MAX_CACHED:
+                events.clear()
+            e = events[event] = dumps(event)
+        ms = time_ns() // 1_000_000
+        if ms != last_ms:
+            last_ms = ms
+            prefix = ulid_time_prefix(ms)
+            prefix_b = prefix.encode()
+            secs, frac = divmod(ms, 1000)
+            if secs != last_s:
+                last_s = secs
+                head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+            ts_tail = f'","timestamp":"{head}.{frac:03d}Z"}}'.encode()
+        try:
+            suffix = pop()
+        except IndexError:
+            refill()
+            suffix = pop()
+        if properties is None:
+            payload = b"".join((u, e, middle, prefix_b, suffix.encode(), ts_tail))
+        else:
+            if type(properties) is not dict:
+                return None
+            try:
+                props = dumps(properties, default, opts)
+            except TypeError:
+                return None  # Encoder.call names the bad value
+            payload = b"".join((u, e, props_key, props, middle, prefix_b, suffix.encode(), ts_tail))
+        if len(payload) > MAX_CALL_BYTES:
+            return None
+        return payload, prefix + suffix
+
+    return encode
 
 
 def _culprit(body: Mapping[str, Any], prefix: str, wire: bool) -> str:
