@@ -38,7 +38,11 @@ WORKLOADS = (
     "web",
     "rate_limited",
     "micro",
+    "pipelines",
 )
+
+#: The Pipelines API clients (issue 14): they run the ``pipelines`` workload only.
+PIPELINES_PEERS = ("cio_async_pipelines", "cdp_defaults", "pipelines_loop")
 
 #: Which peers run which workload (the rest are reported as not applicable by the peer).
 STREAM_PEERS = (
@@ -79,6 +83,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 50_000,
         "memory_events": 100_000,
         "micro_repeats": 3,
+        "pipelines_events": 500_000,
+        "pipelines_burst": 20_000,
     },
     "quick": {
         "rtts": [0.05],
@@ -107,6 +113,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 10_000,
         "memory_events": 20_000,
         "micro_repeats": 1,
+        "pipelines_events": 50_000,
+        "pipelines_burst": 20_000,
     },
     # For the smoke test: every piece, as small as it goes.
     "tiny": {
@@ -137,14 +145,27 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 1_000,
         "memory_events": 2_000,
         "micro_repeats": 1,
+        "pipelines_events": 2_000,
+        "pipelines_burst": 1_000,
     },
 }
 
 
 class Harness:
-    def __init__(self, sizes: dict[str, Any], peers: list[str], log: Callable[[str], None]):
+    def __init__(
+        self,
+        sizes: dict[str, Any],
+        peers: list[str],
+        log: Callable[[str], None],
+        pipelines_peers: list[str] | None = None,
+    ):
         self.sizes = sizes
-        self.peers = peers
+        self.peers = [p for p in peers if p not in PIPELINES_PEERS]
+        self.pipelines_peers = (
+            [p for p in PIPELINES_PEERS if available(p)]
+            if pipelines_peers is None
+            else pipelines_peers
+        )
         self.log = log
         self.results: list[dict[str, Any]] = []
         self.default_rtt = 0.05 if 0.05 in sizes["stream_rtts"] else sizes["stream_rtts"][0]
@@ -336,6 +357,63 @@ class Harness:
                 self._stream_extract,
             )
         s.configure(lean=False)
+
+    def _pipelines_extract(
+        self, r: dict[str, Any], d: dict[str, int], standin_cpu: float
+    ) -> dict[str, float]:
+        sent = r["sent"]
+        # Calls the stand-in received (minus the warm-up one): a client that dropped
+        # calls is not credited with them.
+        delivered = max(0, min(sent, d.get("cdp_calls", 0) - 1))
+        out = {
+            "events_per_s": delivered / r["elapsed"],
+            "cpu_us_per_event": r["cpu"] / max(1, sent) * 1e6,
+            "events": sent,
+            "delivered": delivered,
+            "lost": sent - delivered,
+            "dropped_by_client": r.get("dropped", 0),
+            "peak_rss_mb": r["peak_rss"] / 1e6,
+            "standin_cpu_us_per_event": standin_cpu / max(1, sent) * 1e6,
+        }
+        if "admission_us" in r:
+            out["admission_us"] = r["admission_us"]
+        return out
+
+    def pipelines(self, s: StandInProcess) -> None:
+        """Issue 14: the Pipelines clients posting the same calls to ``/v1/batch``.
+        ``stream``: cio_async and the hand-written loop take turns (paired runs) over
+        many events; ``burst``: every client, customerio-cdp-analytics with its
+        defaults, sends one burst and waits until it is delivered."""
+        z = self.sizes
+        s.configure(lean=True)
+        try:
+            full = [
+                p for p in ("cio_async_pipelines", "pipelines_loop") if p in self.pipelines_peers
+            ]
+            if full:
+                self.repeat(
+                    "pipelines",
+                    full,
+                    s,
+                    {"events": z["pipelines_events"], "budget": 600.0},
+                    z["stream_repeats"],
+                    900,
+                    self._pipelines_extract,
+                    variant="stream",
+                )
+            if self.pipelines_peers:
+                self.repeat(
+                    "pipelines",
+                    list(self.pipelines_peers),
+                    s,
+                    {"events": z["pipelines_burst"], "budget": 60.0},
+                    z["peer_repeats"],
+                    300,
+                    self._pipelines_extract,
+                    variant="burst",
+                )
+        finally:
+            s.configure(lean=False)
 
     def rate_limited(self, s: StandInProcess) -> None:
         z = self.sizes
@@ -609,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
         if rtt == 0.0 and "instructions" in workloads:
             todo.append("instructions")
         if rtt == default_rtt:
-            todo += [w for w in ("identify_same", "web", "rate_limited") if w in workloads]
+            todo += [
+                w for w in ("identify_same", "web", "rate_limited", "pipelines") if w in workloads
+            ]
         if not todo:
             continue
         log(f"stand-in: rtt {rtt * 1000:.0f} ms -> {', '.join(todo)}")

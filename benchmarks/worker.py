@@ -37,6 +37,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         out["rss_start"] = rss0
         out["peak_rss"] = peak_rss_bytes()
         return out
+    if workload == "pipelines":
+        rss0 = rss_bytes()
+        out = peer.pipelines(params["events"], params["budget"])
+        out["rss_start"] = rss0
+        out["peak_rss"] = peak_rss_bytes()
+        return out
     if workload == "identify_same":
         return peer.identify_same(params["calls"], params["budget"])
     raise ValueError(f"unknown workload {workload!r}")
