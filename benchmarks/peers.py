@@ -839,6 +839,7 @@ class CioAsyncPipelines(Peer):
 
     name = "cio_async_pipelines"
     label = "cio_async AsyncPipelines"
+    GZIP = False
 
     def pipelines(self, events: int, budget: float) -> dict[str, Any]:
         from cio_async import AsyncPipelines, PoolConfig
@@ -848,6 +849,7 @@ class CioAsyncPipelines(Peer):
                 self.write_key,
                 url=self.url + "/v1",
                 pool=PoolConfig(ssl_context=self.ssl_context()),
+                gzip=self.GZIP,
             ) as cdp:
                 await cdp.track("warm-up", EVENT_NAME, wait=True)
                 users, name, nu = USERS, EVENT_NAME, len(USERS)
@@ -873,6 +875,14 @@ class CioAsyncPipelines(Peer):
             return out
 
         return _run(main())
+
+
+class CioAsyncPipelinesGzip(CioAsyncPipelines):
+    """The same with ``gzip=True`` (level 1; bodies over 64 KB compressed on a thread)."""
+
+    name = "cio_async_pipelines_gzip"
+    label = "cio_async AsyncPipelines, gzip"
+    GZIP = True
 
 
 class CDPDefaults(CDPAnalytics):
@@ -1010,6 +1020,7 @@ PEERS: dict[str, type[Peer]] = {
         AsyncCustomerIOPeer,
         AsyncCustomerIOBatch,
         CioAsyncPipelines,
+        CioAsyncPipelinesGzip,
         CDPDefaults,
         PipelinesLoop,
     )
@@ -1025,6 +1036,7 @@ REQUIRES: dict[str, str | None] = {
     "async_customerio": "async_customerio",
     "async_customerio_batch": "async_customerio",
     "cio_async_pipelines": None,
+    "cio_async_pipelines_gzip": None,
     "cdp_defaults": "customerio.analytics",
     "pipelines_loop": None,
 }

@@ -554,6 +554,17 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
         "Events/s counts calls the stand-in received over the whole run (admission to "
         "delivered); *lost* = sent - received; admission = µs per call while producing.",
     ]
+    cost = next(iter(_rows(doc, "pipelines_gzip_cost")), None)
+    if cost:
+        out += [
+            "",
+            "**gzip on a 1000-call batch** (in-process): "
+            f"{_fmt(_med(cost, 'body_bytes'))} bytes; level 1: "
+            f"{_fmt(_med(cost, 'level1_bytes'))} bytes ({_fmt(_med(cost, 'level1_ratio'))}"
+            f"{TIMES}) in {_fmt(_med(cost, 'level1_ms_per_batch'))} ms; level 6: "
+            f"{_fmt(_med(cost, 'level6_bytes'))} bytes ({_fmt(_med(cost, 'level6_ratio'))}"
+            f"{TIMES}) in {_fmt(_med(cost, 'level6_ms_per_batch'))} ms.",
+        ]
     cols = [
         ("events_per_s", "events/s"),
         ("cpu_us_per_event", "CPU µs/event"),
@@ -561,8 +572,14 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
         ("admission_us", "admission µs/call"),
         ("peak_rss_mb", "peak RSS MB"),
     ]
-    for variant in ("stream", "burst"):
-        sub = _pipelines_rows(doc, variant)
+    by_rtt = _by_rtt([r for r in rows if r.get("variant") == "gzip"])
+    for variant in ("stream", "burst", *(f"gzip@{k}" for k in by_rtt)):
+        if variant.startswith("gzip@"):
+            rtt_k = float(variant[5:])
+            sub = {r["peer"]: r for r in by_rtt[rtt_k]}
+            variant = f"gzip off / on, RTT {rtt_k * 1000:.0f} ms"
+        else:
+            sub = _pipelines_rows(doc, variant)
         if not sub:
             continue
         cio = sub.get(_PIPELINES_CIO)
@@ -583,6 +600,7 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
                 )
             label = {
                 _PIPELINES_CIO: "cio_async AsyncPipelines",
+                "cio_async_pipelines_gzip": "cio_async AsyncPipelines, gzip=True",
                 "cdp_defaults": "customerio-cdp-analytics (defaults)",
                 "pipelines_loop": "aiohttp+orjson loop (same bytes)",
             }.get(peer, peer)

@@ -42,7 +42,12 @@ WORKLOADS = (
 )
 
 #: The Pipelines API clients (issue 14): they run the ``pipelines`` workload only.
-PIPELINES_PEERS = ("cio_async_pipelines", "cdp_defaults", "pipelines_loop")
+PIPELINES_PEERS = (
+    "cio_async_pipelines",
+    "cdp_defaults",
+    "pipelines_loop",
+    "cio_async_pipelines_gzip",
+)
 
 #: Which peers run which workload (the rest are reported as not applicable by the peer).
 STREAM_PEERS = (
@@ -379,14 +384,33 @@ class Harness:
             out["admission_us"] = r["admission_us"]
         return out
 
-    def pipelines(self, s: StandInProcess) -> None:
+    def pipelines(self, s: StandInProcess, full: bool = True) -> None:
         """Issue 14: the Pipelines clients posting the same calls to ``/v1/batch``.
         ``stream``: cio_async and the hand-written loop take turns (paired runs) over
         many events; ``burst``: every client, customerio-cdp-analytics with its
-        defaults, sends one burst and waits until it is delivered."""
+        defaults, sends one burst and waits until it is delivered; ``gzip``: the
+        burst with and without gzip (at every RTT; ``full=False`` runs only this)."""
         z = self.sizes
         s.configure(lean=True)
         try:
+            pair = [
+                p
+                for p in ("cio_async_pipelines", "cio_async_pipelines_gzip")
+                if p in self.pipelines_peers
+            ]
+            if len(pair) == 2:
+                self.repeat(
+                    "pipelines",
+                    pair,
+                    s,
+                    {"events": z["pipelines_burst"], "budget": 60.0},
+                    z["peer_repeats"],
+                    300,
+                    self._pipelines_extract,
+                    variant="gzip",
+                )
+            if not full:
+                return
             full = [
                 p for p in ("cio_async_pipelines", "pipelines_loop") if p in self.pipelines_peers
             ]
@@ -401,10 +425,11 @@ class Harness:
                     self._pipelines_extract,
                     variant="stream",
                 )
-            if self.pipelines_peers:
+            burst = [p for p in self.pipelines_peers if p != "cio_async_pipelines_gzip"]
+            if burst:
                 self.repeat(
                     "pipelines",
-                    list(self.pipelines_peers),
+                    burst,
                     s,
                     {"events": z["pipelines_burst"], "budget": 60.0},
                     z["peer_repeats"],
@@ -414,6 +439,42 @@ class Harness:
                 )
         finally:
             s.configure(lean=False)
+
+    def gzip_cost(self) -> None:
+        """What gzip costs and saves on a full batch of typical Pipelines calls
+        (in-process): compressed size, ratio, and compression time per batch."""
+        import statistics
+        import time as _time
+
+        from cio_async.pipelines._encode import Encoder, track_encoder
+        from cio_async.pipelines._endpoint import PipelinesConfig, PipelinesEndpoint, _gzip
+
+        enc = track_encoder(Encoder())
+        items = []
+        for i in range(1000):
+            got = enc(f"user-{i}", "page_viewed", {"path": "/pricing", "n": i})
+            assert got is not None
+            items.append(got[0])
+        body = PipelinesEndpoint(PipelinesConfig(write_key="k")).body(items)
+        summary: dict[str, Any] = {"body_bytes": summarize([len(body)])}
+        for level in (1, 6):
+            times = []
+            for _ in range(15):
+                t0 = _time.perf_counter()
+                out = _gzip(body, level)
+                times.append(_time.perf_counter() - t0)
+            summary[f"level{level}_bytes"] = summarize([len(out)])
+            summary[f"level{level}_ratio"] = summarize([len(body) / len(out)])
+            summary[f"level{level}_ms_per_batch"] = summarize([statistics.median(times) * 1e3])
+        self.add("pipelines_gzip_cost", "cio_async_pipelines", None, summary=summary, runs=[])
+        self.log(
+            f"  gzip cost: {summary['level1_ratio']['median']:.1f}x in "
+            f"{summary['level1_ms_per_batch']['median']:.2f} ms per 1000-call batch"
+        )
+
+    def pipelines_gzip(self, s: StandInProcess) -> None:
+        """The Pipelines gzip comparison alone (at the RTTs other than the default)."""
+        self.pipelines(s, full=False)
 
     def rate_limited(self, s: StandInProcess) -> None:
         z = self.sizes
@@ -690,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
             todo += [
                 w for w in ("identify_same", "web", "rate_limited", "pipelines") if w in workloads
             ]
+        elif rtt in sizes["rtts"] and "pipelines" in workloads:
+            todo.append("pipelines_gzip")
         if not todo:
             continue
         log(f"stand-in: rtt {rtt * 1000:.0f} ms -> {', '.join(todo)}")
@@ -699,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     if "micro" in workloads:
         log("in-process micro-benchmarks")
         h.micro()
+    if "pipelines" in workloads:
+        h.gzip_cost()
 
     doc = {
         "suite": "cio_async benchmarks",
