@@ -88,6 +88,7 @@ from .pipelines import (
     PipelinesCall,
     PipelinesConfig,
     PipelinesRegionWarning,
+    PipelinesRouter,
 )
 
 __all__ = [
@@ -133,6 +134,7 @@ __all__ = [
     "PipelinesCall",
     "PipelinesConfig",
     "PipelinesRegionWarning",
+    "PipelinesRouter",
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",

@@ -23,8 +23,10 @@ from cio_async import (
     PipelinesCall,
     PipelinesConfig,
     PipelinesRegionWarning,
+    PipelinesRouter,
     ValidationError,
     __version__,
+    asgi_lifespan,
 )
 from cio_async.testing import StandIn
 
@@ -393,3 +395,38 @@ def test_fast_track_bytes_equal_the_general_encoders(
     assert fast("", "purchase", None) is None and fast("u", " ", None) is None
     assert fast(7, "purchase", None) is None and fast("u", "e", {"x": object()}) is None
     assert fast("u", "e", {"pad": "x" * 33_000}) is None
+
+
+async def test_router_sends_each_call_to_its_workspace(server: StandIn) -> None:
+    async with StandIn() as eu_server:
+        us = AsyncPipelines(**server.pipelines_kwargs(), batch=FAST_BATCH)
+        eu = AsyncPipelines(**eu_server.pipelines_kwargs(), batch=FAST_BATCH)
+        router = PipelinesRouter(
+            {"us": us, "eu": eu}, resolver=lambda user, anon: "eu" if user == "eu-1" else "us"
+        )
+        async with router:
+            await router.identify("eu-1", {"plan": "pro"})
+            await router.track("us-1", "purchase")
+            router.track_nowait("eu-1", "viewed")
+            await router.alias("anon", "eu-1")
+            await router.page(None, name="/", anonymous_id="a", workspace="eu")
+            results = await router.flush()
+        assert results["eu"].delivered == 4 and results["us"].delivered == 1
+        assert [c.type for c in eu_server.pipelines.calls] == ["identify", "track", "alias", "page"]
+        assert [c.user_id for c in server.pipelines.calls] == ["us-1"]
+        assert us.closed and eu.closed
+
+
+async def test_asgi_lifespan_starts_and_flushes_a_pipelines_client(server: StandIn) -> None:
+    cdp = AsyncPipelines(**server.pipelines_kwargs(), batch=BatchPolicy(linger=30.0))
+    async with asgi_lifespan(cdp)(None) as state:
+        state["cio"].track_nowait("u", "e")  # lingers until the app shuts down
+    assert cdp.closed and len(server.pipelines.calls) == 1
+
+
+async def test_a_retry_restamps_sent_at(server: StandIn, make_cdp: Factory) -> None:
+    cdp = make_cdp()
+    server.fail_next(503, path="/v1/batch")
+    await cdp.track("u", "e", wait=True)
+    first, retry = _batches(server)
+    assert first["batch"] == retry["batch"] and retry["sentAt"] > first["sentAt"]

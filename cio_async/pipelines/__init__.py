@@ -12,6 +12,7 @@ same batching pipeline as the Track client::
 from ._client import AsyncPipelines
 from ._encode import MAX_BATCH_BYTES, MAX_CALL_BYTES, PipelinesCall, iso_timestamp
 from ._endpoint import PIPELINES_HOSTS, PipelinesConfig, PipelinesRegionWarning, key_region
+from ._router import PipelinesRouter
 from ._sync import Pipelines
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PipelinesCall",
     "PipelinesConfig",
     "PipelinesRegionWarning",
+    "PipelinesRouter",
     "iso_timestamp",
     "key_region",
 ]
