@@ -446,6 +446,8 @@ class Harness:
         import statistics
         import time as _time
 
+        from cio_async._config import ClientConfig
+        from cio_async._transport import Transport
         from cio_async.pipelines._encode import Encoder, track_encoder
         from cio_async.pipelines._endpoint import PipelinesConfig, PipelinesEndpoint, _gzip
 
@@ -455,7 +457,8 @@ class Harness:
             got = enc(f"user-{i}", "page_viewed", {"path": "/pricing", "n": i})
             assert got is not None
             items.append(got[0])
-        body = PipelinesEndpoint(PipelinesConfig(write_key="k")).body(items)
+        endpoint = PipelinesEndpoint(PipelinesConfig(write_key="k"), Transport(ClientConfig()))
+        body = endpoint.body(items)
         summary: dict[str, Any] = {"body_bytes": summarize([len(body)])}
         for level in (1, 6):
             times = []

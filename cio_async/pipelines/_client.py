@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
@@ -128,7 +129,6 @@ class AsyncPipelines:
         self._encoder = Encoder(config.context, config.integrations)
         #: The common track call, encoded in one frame (see ``track_encoder``).
         self._fast_track = track_encoder(self._encoder)
-        endpoint = PipelinesEndpoint(config)
         self._transport = Transport(
             ClientConfig(
                 pool=config.pool,
@@ -141,13 +141,12 @@ class AsyncPipelines:
             on_request=self._rec.request_end,
             on_retry=self._rec.retry,
             on_start=self._rec.request_start if self._rec.hooks else None,
-            cdp=(endpoint.base_url, endpoint.authorization),
+            cdp=(config.base_url, config.authorization()),
         )
-        endpoint.bind(self._transport)
         # The same delivery core as the Track client: only the encoder (here) and the
         # endpoint (the wire format) differ.
         self._delivery = Sender(
-            endpoint,
+            PipelinesEndpoint(config, self._transport),
             config.batch,
             self._rec,
             on_failure=self._call_failed,
@@ -165,8 +164,6 @@ class AsyncPipelines:
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncPipelines:
         """A client from ``CUSTOMERIO_WRITE_KEY`` (and ``CUSTOMERIO_PIPELINES_REGION``,
         ``CUSTOMERIO_PIPELINES_URL`` when set); keyword arguments win."""
-        import os
-
         e = os.environ if env is None else env
         kwargs.setdefault("write_key", e.get("CUSTOMERIO_WRITE_KEY"))
         kwargs.setdefault("region", e.get("CUSTOMERIO_PIPELINES_REGION") or None)

@@ -169,9 +169,7 @@ class PipelinesEndpoint:
     op = "pipelines.batch"
     path = "/batch"
 
-    def __init__(self, config: PipelinesConfig, transport: Transport | None = None) -> None:
-        self.base_url = config.base_url
-        self.authorization = config.authorization()
+    def __init__(self, config: PipelinesConfig, transport: Transport) -> None:
         self._headers: dict[str, str] = {}
         if config.strict:
             self._headers["X-Strict-Mode"] = "1"
@@ -179,17 +177,13 @@ class PipelinesEndpoint:
         self._level = config.gzip_level
         self._t = transport
 
-    def bind(self, transport: Transport) -> None:
-        """The transport requests go through (made with this endpoint's URL and key)."""
-        self._t = transport
-
     def body(self, items: Sequence[bytes]) -> bytes:
         """The uncompressed request body for these payloads, in order."""
         return b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', _sent_at(), b'"}'))
 
     async def send(self, body: bytes, headers: Mapping[str, str] | None) -> Response:
-        """One attempt: re-stamp ``sentAt`` on a retry, compress when gzip is on."""
-        assert self._t is not None, "bind() a transport first"
+        """One attempt: re-stamp ``sentAt`` on a retry, compress when gzip is on. The
+        transport carries the base URL and the write key (``api="cdp"``)."""
         hdrs = dict(self._headers)
         if headers:
             hdrs.update(headers)
