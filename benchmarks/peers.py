@@ -840,9 +840,11 @@ class CioAsyncPipelines(Peer):
     name = "cio_async_pipelines"
     label = "cio_async AsyncPipelines"
     GZIP = False
+    #: ``BatchPolicy`` overrides (none: the defaults, adaptive concurrency).
+    BATCH: ClassVar[dict[str, Any]] = {}
 
     def pipelines(self, events: int, budget: float) -> dict[str, Any]:
-        from cio_async import AsyncPipelines, PoolConfig
+        from cio_async import AsyncPipelines, BatchPolicy, PoolConfig
 
         async def main() -> dict[str, Any]:
             async with AsyncPipelines(
@@ -850,6 +852,7 @@ class CioAsyncPipelines(Peer):
                 url=self.url + "/v1",
                 pool=PoolConfig(ssl_context=self.ssl_context()),
                 gzip=self.GZIP,
+                batch=BatchPolicy(**self.BATCH),
             ) as cdp:
                 await cdp.track("warm-up", EVENT_NAME, wait=True)
                 users, name, nu = USERS, EVENT_NAME, len(USERS)
@@ -883,6 +886,15 @@ class CioAsyncPipelinesGzip(CioAsyncPipelines):
     name = "cio_async_pipelines_gzip"
     label = "cio_async AsyncPipelines, gzip"
     GZIP = True
+
+
+class CioAsyncPipelinesFixed8(CioAsyncPipelines):
+    """The same with a fixed 8 batches in flight (the loop's number) instead of the
+    adaptive limit: shows what the adaptive limit costs or gains here."""
+
+    name = "cio_async_pipelines_fixed8"
+    label = "cio_async AsyncPipelines, 8 in flight"
+    BATCH: ClassVar[dict[str, Any]] = {"max_in_flight": 8}
 
 
 class CDPDefaults(CDPAnalytics):
@@ -1021,6 +1033,7 @@ PEERS: dict[str, type[Peer]] = {
         AsyncCustomerIOBatch,
         CioAsyncPipelines,
         CioAsyncPipelinesGzip,
+        CioAsyncPipelinesFixed8,
         CDPDefaults,
         PipelinesLoop,
     )
@@ -1037,6 +1050,7 @@ REQUIRES: dict[str, str | None] = {
     "async_customerio_batch": "async_customerio",
     "cio_async_pipelines": None,
     "cio_async_pipelines_gzip": None,
+    "cio_async_pipelines_fixed8": None,
     "cdp_defaults": "customerio.analytics",
     "pipelines_loop": None,
 }

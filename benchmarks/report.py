@@ -520,6 +520,19 @@ def pipelines_targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | N
                     c_r <= 1.25,
                 )
             )
+    fixed = stream.get("cio_async_pipelines_fixed8")
+    if fixed and loop and not _why(fixed) and not _why(loop):
+        t_r, t_lo, t_hi = _paired(fixed, loop, "events_per_s")
+        if t_r:
+            out.append(
+                (
+                    "Pipelines throughput with 8 batches in flight (the loop's number), "
+                    "against the loop",
+                    f"paired runs {t_r:.2f}{TIMES} (range {t_lo:.2f}-{t_hi:.2f})",
+                    "extra",
+                    None,
+                )
+            )
     if cio_b and cdp and not _why(cio_b) and not _why(cdp):
         lost_c, lost_d = _med(cio_b, "lost"), _med(cdp, "lost")
         n = _med(cio_b, "events") or 0
@@ -601,6 +614,7 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
             label = {
                 _PIPELINES_CIO: "cio_async AsyncPipelines",
                 "cio_async_pipelines_gzip": "cio_async AsyncPipelines, gzip=True",
+                "cio_async_pipelines_fixed8": "cio_async AsyncPipelines, 8 in flight",
                 "cdp_defaults": "customerio-cdp-analytics (defaults)",
                 "pipelines_loop": "aiohttp+orjson loop (same bytes)",
             }.get(peer, peer)

@@ -47,6 +47,7 @@ PIPELINES_PEERS = (
     "cdp_defaults",
     "pipelines_loop",
     "cio_async_pipelines_gzip",
+    "cio_async_pipelines_fixed8",
 )
 
 #: Which peers run which workload (the rest are reported as not applicable by the peer).
@@ -425,7 +426,11 @@ class Harness:
                     self._pipelines_extract,
                     variant="stream",
                 )
-            burst = [p for p in self.pipelines_peers if p != "cio_async_pipelines_gzip"]
+            burst = [
+                p
+                for p in self.pipelines_peers
+                if p not in ("cio_async_pipelines_gzip", "cio_async_pipelines_fixed8")
+            ]
             if burst:
                 self.repeat(
                     "pipelines",
