@@ -578,6 +578,26 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
             f"{_fmt(_med(cost, 'level6_bytes'))} bytes ({_fmt(_med(cost, 'level6_ratio'))}"
             f"{TIMES}) in {_fmt(_med(cost, 'level6_ms_per_batch'))} ms.",
         ]
+    adm = {r["peer"]: r for r in _rows(doc, "pipelines_admission") if not _why(r)}
+    if adm:
+        parts = []
+        a = adm.get(_PIPELINES_CIO)
+        if a:
+            parts.append(
+                f"cio_async `track_nowait` {_fmt(_med(a, 'track_nowait_median_us'))} µs "
+                f"(p99 {_fmt(_med(a, 'track_nowait_p99_us'))}), `await track` "
+                f"{_fmt(_med(a, 'await_track_median_us'))} µs"
+            )
+        c = adm.get("cdp_defaults")
+        if c:
+            parts.append(
+                f"customerio-cdp-analytics `track` {_fmt(_med(c, 'track_median_us'))} µs "
+                f"(p99 {_fmt(_med(c, 'track_p99_us'))})"
+            )
+        out += [
+            "",
+            "**Admission** (median per call, in-process, nothing sent): " + "; ".join(parts) + ".",
+        ]
     cols = [
         ("events_per_s", "events/s"),
         ("cpu_us_per_event", "CPU µs/event"),

@@ -480,6 +480,30 @@ class Harness:
             f"{summary['level1_ms_per_batch']['median']:.2f} ms per 1000-call batch"
         )
 
+    def pipelines_admission(self) -> None:
+        """Issue 14: admission cost per Pipelines call, nothing sent (a worker each)."""
+        z = self.sizes
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            return {
+                f"{k}_{m}": v[m]
+                for k, v in r.items()
+                if isinstance(v, dict)
+                for m in ("median_us", "p99_us")
+            }
+
+        peers = [p for p in ("cio_async_pipelines", "cdp_defaults") if p in self.pipelines_peers]
+        if peers:
+            self.repeat(
+                "pipelines_admission",
+                peers,
+                None,
+                {"calls": z["admission_calls"]},
+                z["micro_repeats"],
+                600,
+                extract,
+            )
+
     def pipelines_gzip(self, s: StandInProcess) -> None:
         """The Pipelines gzip comparison alone (at the RTTs other than the default)."""
         self.pipelines(s, full=False)
@@ -772,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         h.micro()
     if "pipelines" in workloads:
         h.gzip_cost()
+        h.pipelines_admission()
 
     doc = {
         "suite": "cio_async benchmarks",

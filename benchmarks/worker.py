@@ -25,6 +25,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         from . import micro
 
         return micro.run(params, peer_name)
+    if workload == "pipelines_admission":
+        from . import micro
+
+        return micro.pipelines_admission(params["calls"], peer_name)
     peer = PEERS[peer_name](spec["standin"])
     if workload == "identify":
         return {"latencies": peer.identify_latency(params["mode"], params["calls"])}
