@@ -553,7 +553,8 @@ def pipelines_section(doc: dict[str, Any]) -> list[str]:
     rows = _rows(doc, "pipelines")
     if not rows:
         return []
-    rtt = rows[0]["rtt"] or 0.0
+    rtt = next((r["rtt"] for r in rows if r.get("variant") == "stream"), None)
+    rtt = doc.get("default_rtt", 0.0) if rtt is None else rtt
     out = [
         "",
         f"## 8. The Pipelines API: AsyncPipelines vs customerio-cdp-analytics "

@@ -413,7 +413,9 @@ class Harness:
             if not full:
                 return
             full = [
-                p for p in ("cio_async_pipelines", "pipelines_loop") if p in self.pipelines_peers
+                p
+                for p in ("cio_async_pipelines", "pipelines_loop", "cio_async_pipelines_fixed8")
+                if p in self.pipelines_peers
             ]
             if full:
                 self.repeat(
