@@ -15,7 +15,8 @@ from benchmarks.peers import PEERS, available
 from benchmarks.run import PIPELINES_PEERS, SIZES, Harness
 from benchmarks.webload import parse_wrk
 
-pytestmark = pytest.mark.timeout(120)
+# Generous: the callgrind step alone can take minutes on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
