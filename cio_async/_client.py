@@ -23,7 +23,6 @@ from ._model import (
     PersonRef,
     RelationshipRef,
     as_person,
-    event_payload,
     person_ident,
 )
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -37,6 +36,7 @@ from .delivery import (
     QueueBackend,
     Sender,
     TrackBatchEndpoint,
+    encode_event,
     event_encoder,
     no_fast_path,
 )
@@ -578,7 +578,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         await self._enqueue(payload, wait)
         return event_id
 
@@ -601,7 +601,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 
