@@ -15,7 +15,7 @@ from benchmarks.peers import PEERS, available
 from benchmarks.run import PIPELINES_PEERS, SIZES, Harness
 from benchmarks.webload import parse_wrk
 
-# Generous: the callgrind step alone can take minutes on a loaded 2-core machine.
+# Generous: valgrind runs inside, and the machine running the suite may be shared.
 pytestmark = pytest.mark.timeout(300)
 
 
