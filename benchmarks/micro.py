@@ -317,3 +317,51 @@ def run(params: dict[str, Any], peer: str) -> dict[str, Any]:
         "recorder": recorder_overhead(params["recorder_calls"]),
         "queued_memory": queued_memory(params["memory_events"]),
     }
+
+
+def pipelines_admission(n: int, peer: str) -> dict[str, Any]:
+    """Issue 14: what admitting one Pipelines track call costs, nothing sent.
+
+    ``cio_async_pipelines``: ``track_nowait`` and ``await track`` on an
+    ``AsyncPipelines`` whose sender never sends (a linger of an hour, a queue large
+    enough). ``cdp_defaults``: ``client.track`` of customerio-cdp-analytics with no
+    consumer thread and a queue large enough (a put that is not dropped)."""
+    overhead = clock_overhead_ns()
+    datas = _datas(1000)
+    users, name = USERS, EVENT_NAME
+    if peer == "cdp_defaults":
+        from customerio.analytics import Client
+
+        client = Client("write-key", thread=0, max_queue_size=n + 1)
+        client.consumers = []  # its atexit join() expects the attribute
+        track = client.track
+        samples = []
+        for i in range(n):
+            u, d = users[i % 10_000], datas[i % 1000]
+            t0 = _pc()
+            track(u, name, d)
+            t1 = _pc()
+            samples.append(t1 - t0)
+        return {"clock_overhead_ns": overhead, "track": _summary(samples, overhead)}
+
+    from cio_async import AsyncPipelines, BatchPolicy
+
+    async def main() -> dict[str, Any]:
+        batch = BatchPolicy(
+            linger=3600.0,
+            max_batch_events=50_000_000,
+            max_queue_events=50_000_000,
+            max_queue_bytes=8_000_000_000,
+            shutdown_timeout=0.0,
+        )
+        cdp = AsyncPipelines("write-key", url=NOWHERE + "/v1", batch=batch)
+        await cdp.start()
+        out: dict[str, Any] = {"clock_overhead_ns": overhead}
+        for key, timer in (("track_nowait", _time_nowait), ("await_track", _time_await)):
+            await timer(cdp, 2000)  # warm-up
+            gc.collect()
+            out[key] = _summary(await timer(cdp, n), overhead)
+        await cdp.aclose(timeout=0)
+        return out
+
+    return asyncio.run(main())

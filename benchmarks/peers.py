@@ -87,6 +87,9 @@ class Peer:
     def identify_same(self, calls: int, budget: float) -> dict[str, Any]:
         raise NotApplicable("not implemented")
 
+    def pipelines(self, events: int, budget: float) -> dict[str, Any]:
+        raise NotApplicable("not a Pipelines API client")
+
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
@@ -821,6 +824,207 @@ class AsyncCustomerIOBatch(AsyncCustomerIOPeer):
         return _run(main())
 
 
+# -- the Pipelines API (issue 14) ---------------------------------------------------------------
+#
+# Three clients post the same Segment-style track calls to the stand-in's ``/v1/batch``:
+# cio_async's AsyncPipelines (defaults), customerio-cdp-analytics (defaults: a
+# 10,000-message queue that drops the newest when full, one consumer thread, batches of
+# 100) and a hand-written aiohttp + orjson loop. Each ``pipelines()`` returns what it
+# sent, what it dropped itself, elapsed and CPU time, and the admission cost (µs per
+# call while producing: the time a web handler would pay).
+
+
+def _admission_us(produce_s: float, calls: int) -> float:
+    return produce_s / max(1, calls) * 1e6
+
+
+class CioAsyncPipelines(Peer):
+    """cio_async's ``AsyncPipelines`` with its defaults, driven with ``await cdp.track``."""
+
+    name = "cio_async_pipelines"
+    label = "cio_async AsyncPipelines"
+    GZIP = False
+    #: ``BatchPolicy`` overrides (none: the defaults, adaptive concurrency).
+    BATCH: ClassVar[dict[str, Any]] = {}
+
+    def pipelines(self, events: int, budget: float) -> dict[str, Any]:
+        from cio_async import AsyncPipelines, BatchPolicy, PoolConfig
+
+        async def main() -> dict[str, Any]:
+            async with AsyncPipelines(
+                self.write_key,
+                url=self.url + "/v1",
+                pool=PoolConfig(ssl_context=self.ssl_context()),
+                gzip=self.GZIP,
+                batch=BatchPolicy(**self.BATCH),
+            ) as cdp:
+                await cdp.track("warm-up", EVENT_NAME, wait=True)
+                users, name, nu = USERS, EVENT_NAME, len(USERS)
+                deadline = time.monotonic() + budget
+                c0, t0 = time.process_time(), time.perf_counter()
+                sent = 0
+                for i in range(events):
+                    await cdp.track(users[i % nu], name, {"path": "/pricing", "n": i})
+                    sent += 1
+                    if not i & 4095 and time.monotonic() > deadline:
+                        break
+                produced = time.perf_counter() - t0
+                result = await cdp.flush(timeout=max(60.0, budget))
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+                stats = cdp.stats()
+            out = _stream_result(sent, result.failed, elapsed, cpu)
+            out.update(
+                dropped=result.dropped,
+                pending=result.pending,
+                batches=stats.batches_sent,
+                admission_us=_admission_us(produced, sent),
+            )
+            return out
+
+        return _run(main())
+
+
+class CioAsyncPipelinesGzip(CioAsyncPipelines):
+    """The same with ``gzip=True`` (level 1; bodies over 64 KB compressed on a thread)."""
+
+    name = "cio_async_pipelines_gzip"
+    label = "cio_async AsyncPipelines, gzip"
+    GZIP = True
+
+
+class CioAsyncPipelinesFixed8(CioAsyncPipelines):
+    """The same with a fixed 8 batches in flight (the loop's number) instead of the
+    adaptive limit: shows what the adaptive limit costs or gains here."""
+
+    name = "cio_async_pipelines_fixed8"
+    label = "cio_async AsyncPipelines, 8 in flight"
+    BATCH: ClassVar[dict[str, Any]] = {"max_in_flight": 8}
+
+
+class CDPDefaults(CDPAnalytics):
+    """``customerio-cdp-analytics`` exactly as configured by default: its producer is
+    never held back, so a full queue drops calls (``track`` returns False)."""
+
+    name = "cdp_defaults"
+    label = "customerio-cdp-analytics (defaults)"
+
+    def pipelines(self, events: int, budget: float) -> dict[str, Any]:
+        client = self.client()
+        client.track("warm-up", EVENT_NAME)
+        self._drain(client, 10)
+        users, nu = USERS, len(USERS)
+        c0, t0 = time.process_time(), time.perf_counter()
+        dropped = 0
+        for i in range(events):
+            ok, _ = client.track(users[i % nu], EVENT_NAME, event_data(i))
+            if not ok:
+                dropped += 1
+        produced = time.perf_counter() - t0
+        drained = self._drain(client, budget + 30)
+        out = _stream_result(
+            events, len(self.errors), time.perf_counter() - t0, time.process_time() - c0
+        )
+        out.update(dropped=dropped, drained=drained, admission_us=_admission_us(produced, events))
+        return out
+
+
+class PipelinesLoop(Peer):
+    """aiohttp + orjson by hand, posting the same bytes cio_async posts: the same
+    Segment-style track calls (type, userId, event, properties, context.library, a
+    ULID messageId from the same generator, an ISO-8601 millisecond timestamp) in
+    ``{"batch":[...],"sentAt":...}`` bodies cut as cio_async cuts them (1000 calls or
+    475,000 bytes), ``X-Strict-Mode: 1``, 8 in flight on one pooled session. No
+    validation, stats or retries: the throughput ceiling for this API."""
+
+    name = "pipelines_loop"
+    label = "aiohttp+orjson loop (Pipelines)"
+    IN_FLIGHT = 8
+    BATCH = 1000
+    MAX_BYTES = 475_000
+
+    def pipelines(self, events: int, budget: float) -> dict[str, Any]:
+        import base64
+
+        import aiohttp
+        import orjson
+
+        from cio_async import __version__
+        from cio_async._encode import new_event_id
+
+        dumps = orjson.dumps
+        context = {"library": {"name": "cio_async", "version": __version__}}
+        auth = base64.b64encode(f"{self.write_key}:".encode()).decode()
+        headers = {
+            "Authorization": f"Basic {auth}",
+            "Content-Type": "application/json",
+            "X-Strict-Mode": "1",
+        }
+        url = f"{self.url}/v1/batch"
+
+        def iso_now() -> str:
+            ms = time.time_ns() // 1_000_000
+            secs, frac = divmod(ms, 1000)
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:03d}Z"
+
+        async def post(session: Any, body: bytes) -> None:
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"batch answered {r.status}")
+
+        def call(user: str, i: int) -> bytes:
+            return dumps(
+                {
+                    "type": "track",
+                    "userId": user,
+                    "event": EVENT_NAME,
+                    "properties": {"path": "/pricing", "n": i},
+                    "context": context,
+                    "messageId": new_event_id()[0],
+                    "timestamp": iso_now(),
+                }
+            )
+
+        def body(items: list[bytes]) -> bytes:
+            sent_at = iso_now().encode()
+            return b'{"batch":[' + b",".join(items) + b'],"sentAt":"' + sent_at + b'"}'
+
+        async def main() -> dict[str, Any]:
+            conn = aiohttp.TCPConnector(limit=25, ssl=self.ssl_context())
+            async with aiohttp.ClientSession(connector=conn) as session:
+                await post(session, body([call("warm-up", 0)]))
+                queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.IN_FLIGHT)
+
+                async def sender() -> None:
+                    while (b := await queue.get()) is not None:
+                        await post(session, b)
+
+                users, nu = USERS, len(USERS)
+                deadline = time.monotonic() + budget
+                c0, t0 = time.process_time(), time.perf_counter()
+                senders = [asyncio.ensure_future(sender()) for _ in range(self.IN_FLIGHT)]
+                sent, items, size = 0, [], 0
+                while sent < events and time.monotonic() < deadline:
+                    item = call(users[sent % nu], sent)
+                    if len(items) >= self.BATCH or size + len(item) + 64 > self.MAX_BYTES:
+                        await queue.put(body(items))
+                        items, size = [], 0
+                    items.append(item)
+                    size += len(item) + 1
+                    sent += 1
+                if items:
+                    await queue.put(body(items))
+                for _ in senders:
+                    await queue.put(None)
+                await asyncio.gather(*senders)
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            out = _stream_result(sent, 0, elapsed, cpu)
+            out["dropped"] = 0
+            return out
+
+        return _run(main())
+
+
 PEERS: dict[str, type[Peer]] = {
     p.name: p
     for p in (
@@ -832,6 +1036,11 @@ PEERS: dict[str, type[Peer]] = {
         CDPAnalytics,
         AsyncCustomerIOPeer,
         AsyncCustomerIOBatch,
+        CioAsyncPipelines,
+        CioAsyncPipelinesGzip,
+        CioAsyncPipelinesFixed8,
+        CDPDefaults,
+        PipelinesLoop,
     )
 }
 
@@ -845,6 +1054,11 @@ REQUIRES: dict[str, str | None] = {
     "cdp": "customerio.analytics",
     "async_customerio": "async_customerio",
     "async_customerio_batch": "async_customerio",
+    "cio_async_pipelines": None,
+    "cio_async_pipelines_gzip": None,
+    "cio_async_pipelines_fixed8": None,
+    "cdp_defaults": "customerio.analytics",
+    "pipelines_loop": None,
 }
 
 

@@ -237,6 +237,7 @@ def targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 i_c / i_x <= 1.25,
             )
         )
+    out += pipelines_targets(doc)
     for r in _rows(doc, "identify"):
         if r["peer"] == "cio_async" and r.get("variant") == "warm" and not _why(r) and r["rtt"]:
             m = _med(r, "median_ms")
@@ -435,6 +436,8 @@ def markdown(doc: dict[str, Any]) -> str:
             ratio_note=_loss_note,
         )
 
+    lines += pipelines_section(doc)
+
     rows = _rows(doc, "micro")
     if rows:
         add("")
@@ -478,3 +481,179 @@ def results_page(doc: dict[str, Any]) -> str:
     ]
     body = markdown(doc).split("\n", 1)[1]
     return "\n".join(head) + body
+
+
+# -- the Pipelines API (issue 14) ----------------------------------------------------------
+
+_PIPELINES_CIO = "cio_async_pipelines"
+
+
+def _pipelines_rows(doc: dict[str, Any], variant: str) -> dict[str, dict[str, Any]]:
+    return {r["peer"]: r for r in _rows(doc, "pipelines") if r.get("variant") == variant}
+
+
+def pipelines_targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 14's targets: throughput against customerio-cdp-analytics and the
+    hand-written loop, CPU per event against the loop, nothing dropped."""
+    out: list[tuple[str, str, str, bool | None]] = []
+    stream, burst = _pipelines_rows(doc, "stream"), _pipelines_rows(doc, "burst")
+    cio, loop = stream.get(_PIPELINES_CIO), stream.get("pipelines_loop")
+    cdp, cio_b = burst.get("cdp_defaults"), burst.get(_PIPELINES_CIO)
+    src = "issue 14"
+    if cio and cdp and not _why(cio) and not _why(cdp):
+        t_c, t_d = _med(cio, "events_per_s"), _med(cdp, "events_per_s")
+        if t_c and t_d:
+            out.append(
+                (
+                    f"Pipelines throughput ≥ 50{TIMES} customerio-cdp-analytics (defaults)",
+                    f"{t_c:,.0f} vs {t_d:,.0f} events/s = {t_c / t_d:.0f}{TIMES}",
+                    src,
+                    t_c / t_d >= 50,
+                )
+            )
+    if cio and loop and not _why(cio) and not _why(loop):
+        t_r, t_lo, t_hi = _paired(cio, loop, "events_per_s")
+        c_r, c_lo, c_hi = _paired(cio, loop, "cpu_us_per_event")
+        t_c, t_x = _med(cio, "events_per_s"), _med(loop, "events_per_s")
+        c_c, c_x = _med(cio, "cpu_us_per_event"), _med(loop, "cpu_us_per_event")
+        if t_r and t_c and t_x:
+            out.append(
+                (
+                    f"Pipelines throughput ≥ 1.0{TIMES} the hand-written aiohttp+orjson loop",
+                    f"{t_c:,.0f} vs {t_x:,.0f} events/s; paired runs {t_r:.2f}{TIMES} "
+                    f"(range {t_lo:.2f}-{t_hi:.2f})",
+                    src,
+                    t_r >= 1.0,
+                )
+            )
+        if c_r and c_c and c_x:
+            out.append(
+                (
+                    f"Pipelines CPU per event ≤ 1.25{TIMES} the loop's",
+                    f"{c_c:.2f} vs {c_x:.2f} µs; paired runs {c_r:.2f}{TIMES} "
+                    f"(range {c_lo:.2f}-{c_hi:.2f})",
+                    src,
+                    c_r <= 1.25,
+                )
+            )
+    fixed = stream.get("cio_async_pipelines_fixed8")
+    if fixed and loop and not _why(fixed) and not _why(loop):
+        t_r, t_lo, t_hi = _paired(fixed, loop, "events_per_s")
+        if t_r:
+            out.append(
+                (
+                    "Pipelines throughput with 8 batches in flight (the loop's number), "
+                    "against the loop",
+                    f"paired runs {t_r:.2f}{TIMES} (range {t_lo:.2f}-{t_hi:.2f})",
+                    "extra",
+                    None,
+                )
+            )
+    if cio_b and cdp and not _why(cio_b) and not _why(cdp):
+        lost_c, lost_d = _med(cio_b, "lost"), _med(cdp, "lost")
+        n = _med(cio_b, "events") or 0
+        if lost_c is not None and lost_d is not None:
+            out.append(
+                (
+                    f"nothing dropped in a {n:,.0f}-event burst where the official library drops",
+                    f"cio_async lost {lost_c:,.0f}; customerio-cdp-analytics lost "
+                    f"{lost_d:,.0f} ({lost_d / max(1, n):.0%})",
+                    src,
+                    lost_c == 0 and lost_d > 0,
+                )
+            )
+    return out
+
+
+def pipelines_section(doc: dict[str, Any]) -> list[str]:
+    rows = _rows(doc, "pipelines")
+    if not rows:
+        return []
+    rtt = next((r["rtt"] for r in rows if r.get("variant") == "stream"), None)
+    rtt = doc.get("default_rtt", 0.0) if rtt is None else rtt
+    out = [
+        "",
+        f"## 8. The Pipelines API: AsyncPipelines vs customerio-cdp-analytics "
+        f"(RTT {rtt * 1000:.0f} ms)",
+        "",
+        "The same Segment-style track calls posted to the stand-in's `/v1/batch`. "
+        "**stream**: cio_async and the hand-written aiohttp+orjson loop (same bytes), "
+        f"{doc['sizes'].get('pipelines_events', 0):,} events, in turns. **burst**: "
+        f"{doc['sizes'].get('pipelines_burst', 0):,} events at once, every client; "
+        "customerio-cdp-analytics runs with its defaults (a full queue drops calls). "
+        "Events/s counts calls the stand-in received over the whole run (admission to "
+        "delivered); *lost* = sent - received; admission = µs per call while producing.",
+    ]
+    cost = next(iter(_rows(doc, "pipelines_gzip_cost")), None)
+    if cost:
+        out += [
+            "",
+            "**gzip on a 1000-call batch** (in-process): "
+            f"{_fmt(_med(cost, 'body_bytes'))} bytes; level 1: "
+            f"{_fmt(_med(cost, 'level1_bytes'))} bytes ({_fmt(_med(cost, 'level1_ratio'))}"
+            f"{TIMES}) in {_fmt(_med(cost, 'level1_ms_per_batch'))} ms; level 6: "
+            f"{_fmt(_med(cost, 'level6_bytes'))} bytes ({_fmt(_med(cost, 'level6_ratio'))}"
+            f"{TIMES}) in {_fmt(_med(cost, 'level6_ms_per_batch'))} ms.",
+        ]
+    adm = {r["peer"]: r for r in _rows(doc, "pipelines_admission") if not _why(r)}
+    if adm:
+        parts = []
+        a = adm.get(_PIPELINES_CIO)
+        if a:
+            parts.append(
+                f"cio_async `track_nowait` {_fmt(_med(a, 'track_nowait_median_us'))} µs "
+                f"(p99 {_fmt(_med(a, 'track_nowait_p99_us'))}), `await track` "
+                f"{_fmt(_med(a, 'await_track_median_us'))} µs"
+            )
+        c = adm.get("cdp_defaults")
+        if c:
+            parts.append(
+                f"customerio-cdp-analytics `track` {_fmt(_med(c, 'track_median_us'))} µs "
+                f"(p99 {_fmt(_med(c, 'track_p99_us'))})"
+            )
+        out += [
+            "",
+            "**Admission** (median per call, in-process, nothing sent): " + "; ".join(parts) + ".",
+        ]
+    cols = [
+        ("events_per_s", "events/s"),
+        ("cpu_us_per_event", "CPU µs/event"),
+        ("lost", "lost"),
+        ("admission_us", "admission µs/call"),
+        ("peak_rss_mb", "peak RSS MB"),
+    ]
+    by_rtt = _by_rtt([r for r in rows if r.get("variant") == "gzip"])
+    for variant in ("stream", "burst", *(f"gzip@{k}" for k in by_rtt)):
+        if variant.startswith("gzip@"):
+            rtt_k = float(variant[5:])
+            sub = {r["peer"]: r for r in by_rtt[rtt_k]}
+            variant = f"gzip off / on, RTT {rtt_k * 1000:.0f} ms"
+        else:
+            sub = _pipelines_rows(doc, variant)
+        if not sub:
+            continue
+        cio = sub.get(_PIPELINES_CIO)
+        out += ["", f"**{variant}**", ""]
+        head = ["client", *[c[1] for c in cols], "cio_async ratio (events/s)"]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for peer, r in sub.items():
+            why = _why(r)
+            if why:
+                cells = [why] + [""] * (len(cols) - 1)
+                ratio = ""
+            else:
+                cells = [_cell(r["summary"].get(c[0])) for c in cols]
+                ratio = (
+                    "(itself)"
+                    if peer == _PIPELINES_CIO
+                    else _ratio(_med(cio, "events_per_s"), _med(r, "events_per_s"), True)
+                )
+            label = {
+                _PIPELINES_CIO: "cio_async AsyncPipelines",
+                "cio_async_pipelines_gzip": "cio_async AsyncPipelines, gzip=True",
+                "cio_async_pipelines_fixed8": "cio_async AsyncPipelines, 8 in flight",
+                "cdp_defaults": "customerio-cdp-analytics (defaults)",
+                "pipelines_loop": "aiohttp+orjson loop (same bytes)",
+            }.get(peer, peer)
+            out.append("| " + " | ".join([label, *cells, ratio]) + " |")
+    return out

@@ -38,6 +38,16 @@ WORKLOADS = (
     "web",
     "rate_limited",
     "micro",
+    "pipelines",
+)
+
+#: The Pipelines API clients (issue 14): they run the ``pipelines`` workload only.
+PIPELINES_PEERS = (
+    "cio_async_pipelines",
+    "cdp_defaults",
+    "pipelines_loop",
+    "cio_async_pipelines_gzip",
+    "cio_async_pipelines_fixed8",
 )
 
 #: Which peers run which workload (the rest are reported as not applicable by the peer).
@@ -79,6 +89,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 50_000,
         "memory_events": 100_000,
         "micro_repeats": 3,
+        "pipelines_events": 500_000,
+        "pipelines_burst": 20_000,
     },
     "quick": {
         "rtts": [0.05],
@@ -107,6 +119,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 10_000,
         "memory_events": 20_000,
         "micro_repeats": 1,
+        "pipelines_events": 50_000,
+        "pipelines_burst": 20_000,
     },
     # For the smoke test: every piece, as small as it goes.
     "tiny": {
@@ -137,14 +151,27 @@ SIZES: dict[str, dict[str, Any]] = {
         "recorder_calls": 1_000,
         "memory_events": 2_000,
         "micro_repeats": 1,
+        "pipelines_events": 2_000,
+        "pipelines_burst": 1_000,
     },
 }
 
 
 class Harness:
-    def __init__(self, sizes: dict[str, Any], peers: list[str], log: Callable[[str], None]):
+    def __init__(
+        self,
+        sizes: dict[str, Any],
+        peers: list[str],
+        log: Callable[[str], None],
+        pipelines_peers: list[str] | None = None,
+    ):
         self.sizes = sizes
-        self.peers = peers
+        self.peers = [p for p in peers if p not in PIPELINES_PEERS]
+        self.pipelines_peers = (
+            [p for p in PIPELINES_PEERS if available(p)]
+            if pipelines_peers is None
+            else pipelines_peers
+        )
         self.log = log
         self.results: list[dict[str, Any]] = []
         self.default_rtt = 0.05 if 0.05 in sizes["stream_rtts"] else sizes["stream_rtts"][0]
@@ -336,6 +363,152 @@ class Harness:
                 self._stream_extract,
             )
         s.configure(lean=False)
+
+    def _pipelines_extract(
+        self, r: dict[str, Any], d: dict[str, int], standin_cpu: float
+    ) -> dict[str, float]:
+        sent = r["sent"]
+        # Calls the stand-in received (minus the warm-up one): a client that dropped
+        # calls is not credited with them.
+        delivered = max(0, min(sent, d.get("cdp_calls", 0) - 1))
+        out = {
+            "events_per_s": delivered / r["elapsed"],
+            "cpu_us_per_event": r["cpu"] / max(1, sent) * 1e6,
+            "events": sent,
+            "delivered": delivered,
+            "lost": sent - delivered,
+            "dropped_by_client": r.get("dropped", 0),
+            "peak_rss_mb": r["peak_rss"] / 1e6,
+            "standin_cpu_us_per_event": standin_cpu / max(1, sent) * 1e6,
+        }
+        if "admission_us" in r:
+            out["admission_us"] = r["admission_us"]
+        return out
+
+    def pipelines(self, s: StandInProcess, full: bool = True) -> None:
+        """Issue 14: the Pipelines clients posting the same calls to ``/v1/batch``.
+        ``stream``: cio_async and the hand-written loop take turns (paired runs) over
+        many events; ``burst``: every client, customerio-cdp-analytics with its
+        defaults, sends one burst and waits until it is delivered; ``gzip``: the
+        burst with and without gzip (at every RTT; ``full=False`` runs only this)."""
+        z = self.sizes
+        s.configure(lean=True)
+        try:
+            pair = [
+                p
+                for p in ("cio_async_pipelines", "cio_async_pipelines_gzip")
+                if p in self.pipelines_peers
+            ]
+            if len(pair) == 2:
+                self.repeat(
+                    "pipelines",
+                    pair,
+                    s,
+                    {"events": z["pipelines_burst"], "budget": 60.0},
+                    z["peer_repeats"],
+                    300,
+                    self._pipelines_extract,
+                    variant="gzip",
+                )
+            if not full:
+                return
+            full = [
+                p
+                for p in ("cio_async_pipelines", "pipelines_loop", "cio_async_pipelines_fixed8")
+                if p in self.pipelines_peers
+            ]
+            if full:
+                self.repeat(
+                    "pipelines",
+                    full,
+                    s,
+                    {"events": z["pipelines_events"], "budget": 600.0},
+                    z["stream_repeats"],
+                    900,
+                    self._pipelines_extract,
+                    variant="stream",
+                )
+            burst = [
+                p
+                for p in self.pipelines_peers
+                if p not in ("cio_async_pipelines_gzip", "cio_async_pipelines_fixed8")
+            ]
+            if burst:
+                self.repeat(
+                    "pipelines",
+                    burst,
+                    s,
+                    {"events": z["pipelines_burst"], "budget": 60.0},
+                    z["peer_repeats"],
+                    300,
+                    self._pipelines_extract,
+                    variant="burst",
+                )
+        finally:
+            s.configure(lean=False)
+
+    def gzip_cost(self) -> None:
+        """What gzip costs and saves on a full batch of typical Pipelines calls
+        (in-process): compressed size, ratio, and compression time per batch."""
+        import statistics
+        import time as _time
+
+        from cio_async._config import ClientConfig
+        from cio_async._transport import Transport
+        from cio_async.pipelines._encode import Encoder, track_encoder
+        from cio_async.pipelines._endpoint import PipelinesConfig, PipelinesEndpoint, _gzip
+
+        enc = track_encoder(Encoder())
+        items = []
+        for i in range(1000):
+            got = enc(f"user-{i}", "page_viewed", {"path": "/pricing", "n": i})
+            assert got is not None
+            items.append(got[0])
+        endpoint = PipelinesEndpoint(PipelinesConfig(write_key="k"), Transport(ClientConfig()))
+        body = endpoint.body(items)
+        summary: dict[str, Any] = {"body_bytes": summarize([len(body)])}
+        for level in (1, 6):
+            times = []
+            for _ in range(15):
+                t0 = _time.perf_counter()
+                out = _gzip(body, level)
+                times.append(_time.perf_counter() - t0)
+            summary[f"level{level}_bytes"] = summarize([len(out)])
+            summary[f"level{level}_ratio"] = summarize([len(body) / len(out)])
+            summary[f"level{level}_ms_per_batch"] = summarize([statistics.median(times) * 1e3])
+        self.add("pipelines_gzip_cost", "cio_async_pipelines", None, summary=summary, runs=[])
+        self.log(
+            f"  gzip cost: {summary['level1_ratio']['median']:.1f}x in "
+            f"{summary['level1_ms_per_batch']['median']:.2f} ms per 1000-call batch"
+        )
+
+    def pipelines_admission(self) -> None:
+        """Issue 14: admission cost per Pipelines call, nothing sent (a worker each)."""
+        z = self.sizes
+
+        def extract(r: dict[str, Any], d: dict[str, int], _: float) -> dict[str, float]:
+            return {
+                f"{k}_{m}": v[m]
+                for k, v in r.items()
+                if isinstance(v, dict)
+                for m in ("median_us", "p99_us")
+            }
+
+        peers = [p for p in ("cio_async_pipelines", "cdp_defaults") if p in self.pipelines_peers]
+        if peers:
+            self.repeat(
+                "pipelines_admission",
+                peers,
+                None,
+                {"calls": z["admission_calls"]},
+                z["micro_repeats"],
+                600,
+                extract,
+            )
+
+    def pipelines_gzip(self, s: StandInProcess) -> None:
+        """The Pipelines gzip comparison alone (at the RTTs other than the default)."""
+        self.pipelines(s, full=False)
 
     def rate_limited(self, s: StandInProcess) -> None:
         z = self.sizes
@@ -650,7 +823,11 @@ def main(argv: list[str] | None = None) -> int:
         if rtt == 0.0 and "instructions" in workloads:
             todo.append("instructions")
         if rtt == default_rtt:
-            todo += [w for w in ("identify_same", "web", "rate_limited") if w in workloads]
+            todo += [
+                w for w in ("identify_same", "web", "rate_limited", "pipelines") if w in workloads
+            ]
+        elif rtt in sizes["rtts"] and "pipelines" in workloads:
+            todo.append("pipelines_gzip")
         if not todo:
             continue
         log(f"stand-in: rtt {rtt * 1000:.0f} ms -> {', '.join(todo)}")
@@ -660,6 +837,9 @@ def main(argv: list[str] | None = None) -> int:
     if "micro" in workloads:
         log("in-process micro-benchmarks")
         h.micro()
+    if "pipelines" in workloads:
+        h.gzip_cost()
+        h.pipelines_admission()
 
     doc = {
         "suite": "cio_async benchmarks",

@@ -2,7 +2,8 @@
 the options of ``cio-async serve-stand-in`` and adds a *lean* counting mode.
 
 Lean mode exists only for long load runs: a ``/api/v2/batch`` body is parsed and its
-operations counted by ``type.action``, but not validated, deduplicated or recorded.
+operations counted by ``type.action`` (a Pipelines ``/v1/batch`` body: its calls by
+``cdp.type``), but not validated, deduplicated or recorded.
 A full check of every operation would make the stand-in, not the client being
 measured, the bottleneck of a run of a million events. It is switched at run time
 with ``POST /_stand-in/lean`` and a JSON body ``{"lean": true}`` (out of band, like
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +30,7 @@ from cio_async.testing._control import CONTROL_PREFIX
 
 LEAN_ROUTE = CONTROL_PREFIX + "lean"
 _BATCH_PATH = "/api/v2/batch"
+_CDP_BATCH_PATH = "/v1/batch"
 
 
 class LeanCounting:
@@ -58,8 +61,14 @@ class LeanCounting:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if self.on and request.path == _BATCH_PATH and request.method == "POST":
-            return self.count(await request.read())
+        if self.on and request.method == "POST":
+            if request.path == _BATCH_PATH:
+                return self.count(await request.read())
+            if request.path == _CDP_BATCH_PATH:
+                raw = await request.read()
+                if request.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                return self.count_calls(raw)
         return await handler(request)
 
     def count(self, raw: bytes) -> web.Response:
@@ -75,6 +84,21 @@ class LeanCounting:
             )
         counts["batches"] += 1
         counts["operations"] += len(batch)
+        counts.update(tally)
+        return _json({})
+
+    def count_calls(self, raw: bytes) -> web.Response:
+        """Count a Pipelines batch's calls without checking or recording them."""
+        counts = self.standin.counts
+        try:
+            batch = orjson.loads(raw)["batch"]
+            tally = Counter(f"cdp.{call['type']}" for call in batch)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            counts["lean_malformed"] += 1
+            return _json({"code": "invalid_request", "message": "bad batch"}, 400)
+        counts["cdp_batches"] += 1
+        counts["operations"] += len(batch)
+        counts["cdp_calls"] += len(batch)
         counts.update(tally)
         return _json({})
 

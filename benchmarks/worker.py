@@ -28,6 +28,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         from . import micro
 
         return micro.run(params, peer_name)
+    if workload == "pipelines_admission":
+        from . import micro
+
+        return micro.pipelines_admission(params["calls"], peer_name)
     peer = PEERS[peer_name](spec["standin"])
     if workload == "identify":
         return {"latencies": peer.identify_latency(params["mode"], params["calls"])}
@@ -37,6 +41,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if workload in ("stream", "rate_limited"):
         rss0 = rss_bytes()
         out = peer.stream(params["events"], params["budget"])
+        out["rss_start"] = rss0
+        out["peak_rss"] = peak_rss_bytes()
+        return out
+    if workload == "pipelines":
+        rss0 = rss_bytes()
+        out = peer.pipelines(params["events"], params["budget"])
         out["rss_start"] = rss0
         out["peak_rss"] = peak_rss_bytes()
         return out

@@ -9,6 +9,11 @@ double-counts), identify deduplication and clear errors for bad input::
         cio.track_nowait("42", "purchase", {"amount": 30})
         await cio.app.send(TransactionalEmail(transactional_message_id=3, to="a@example.com",
                                               identifiers="42"))
+
+The Data Pipelines API (``cdp.customer.io/v1``) goes through the same pipeline::
+
+    async with AsyncPipelines(write_key) as cdp:
+        cdp.track_nowait("42", "purchase", {"amount": 30})
 """
 
 import importlib as _importlib
@@ -67,6 +72,14 @@ from ._stats import Hooks, LatencyStats, Stats
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
 from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
+from .pipelines import (
+    AsyncPipelines,
+    Pipelines,
+    PipelinesCall,
+    PipelinesConfig,
+    PipelinesRegionWarning,
+    PipelinesRouter,
+)
 
 # Optional machinery loads on first use (as aiohttp does): `import cio_async` does not
 # import aiohttp.web (framework hooks), anyio's thread portal (the sync client) or the
@@ -109,6 +122,7 @@ __all__ = [
     "AppAPI",
     "AppConfig",
     "AsyncCustomerIO",
+    "AsyncPipelines",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
@@ -141,6 +155,11 @@ __all__ = [
     "PersonAttributes",
     "PersonIdentifiers",
     "PersonRef",
+    "Pipelines",
+    "PipelinesCall",
+    "PipelinesConfig",
+    "PipelinesRegionWarning",
+    "PipelinesRouter",
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",

@@ -18,26 +18,31 @@ from typing import Any
 from aiohttp import web
 
 from ._client import AsyncCustomerIO
+from .pipelines import AsyncPipelines
 
 __all__ = ["CLIENT_KEY", "aiohttp_cleanup_ctx", "asgi_lifespan", "install_signal_handlers"]
 
 log = logging.getLogger("cio_async")
+
+#: Either client: the hooks only start and close it.
+Client = AsyncCustomerIO | AsyncPipelines
 
 #: Where ``aiohttp_cleanup_ctx`` stores the client: ``request.app[CLIENT_KEY]``.
 CLIENT_KEY: web.AppKey[AsyncCustomerIO] = web.AppKey("cio_async_client", AsyncCustomerIO)
 
 
 def aiohttp_cleanup_ctx(
-    client: AsyncCustomerIO,
+    client: Client,
     *,
     timeout: float | None = None,
-    key: web.AppKey[AsyncCustomerIO] = CLIENT_KEY,
+    key: web.AppKey[Any] = CLIENT_KEY,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context for an aiohttp ``web.Application``::
 
         app.cleanup_ctx.append(aiohttp_cleanup_ctx(AsyncCustomerIO(...)))
         # in handlers: request.app[CLIENT_KEY].track_nowait(...)
 
+    An ``AsyncPipelines`` works the same (store it under your own ``web.AppKey``).
     The client starts with the app and is flushed (``timeout`` seconds at most) and
     closed on app cleanup, after the server stopped taking requests.
     """
@@ -54,7 +59,7 @@ def aiohttp_cleanup_ctx(
 
 
 def asgi_lifespan(
-    client: AsyncCustomerIO, *, timeout: float | None = None
+    client: Client, *, timeout: float | None = None
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[dict[str, Any]]]:
     """A lifespan for FastAPI/Starlette: ``FastAPI(lifespan=asgi_lifespan(client))``.
 
@@ -75,7 +80,7 @@ def asgi_lifespan(
 
 
 def install_signal_handlers(
-    client: AsyncCustomerIO,
+    client: Client,
     *,
     timeout: float | None = None,
     signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),

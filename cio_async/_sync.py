@@ -25,7 +25,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -40,7 +40,16 @@ from .delivery import FlushResult
 __all__ = ["CustomerIO"]
 
 
-class _Runner:
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self, timeout: float | None = None) -> FlushResult: ...  # noqa: ASYNC109
+
+
+C = TypeVar("C", bound=_Client)
+
+
+class _Runner(Generic[C]):
     """One event loop on a daemon thread, a blocking portal into it, and the client.
 
     A daemon thread (not anyio's ``start_blocking_portal``, whose worker thread is
@@ -48,7 +57,7 @@ class _Runner:
     interpreter at exit, and the exit hook can still flush through the portal.
     """
 
-    def __init__(self, factory: Callable[[], AsyncCustomerIO]) -> None:
+    def __init__(self, factory: Callable[[], C]) -> None:
         self.pid = os.getpid()
         handoff: queue.Queue[BlockingPortal | BaseException] = queue.Queue()
 
@@ -76,7 +85,7 @@ class _Runner:
             raise
 
     @staticmethod
-    async def _start(factory: Callable[[], AsyncCustomerIO]) -> AsyncCustomerIO:
+    async def _start(factory: Callable[[], C]) -> C:
         client = factory()
         await client.start()
         return client
@@ -148,7 +157,7 @@ class CustomerIO:
         self._kwargs = kwargs
         self._lock = threading.Lock()
         self._closed = False
-        self._current: _Runner | None = None
+        self._current: _Runner[AsyncCustomerIO] | None = None
         self.v1: Any = _Proxy(self, "v1")
         self.app: Any = _Proxy(self, "app")
         # Built now so bad arguments fail here; it binds to nothing until the loop
@@ -159,7 +168,7 @@ class CustomerIO:
         )
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    def _runner(self) -> _Runner:
+    def _runner(self) -> _Runner[AsyncCustomerIO]:
         runner = self._current
         if runner is not None and runner.pid == os.getpid():
             return runner

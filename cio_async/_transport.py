@@ -31,7 +31,7 @@ from ._retry import parse_retry_after, retry_delay
 
 log = logging.getLogger("cio_async")
 
-Api = Literal["track", "app"]
+Api = Literal["track", "app", "cdp"]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_ERROR_BODY = 1 << 20
 
@@ -40,11 +40,20 @@ def _origin(url: URL) -> tuple[str, str, int | None]:
     return (url.scheme, (url.host or "").lower(), url.port)
 
 
-def _secret_forms(config: ClientConfig) -> tuple[bytes, ...]:
+def _secret_forms(config: ClientConfig, basic: str | None = None) -> tuple[bytes, ...]:
     """Every way our credentials may appear in a server's reply, longest first (so a
     shorter secret never leaves a fragment of a longer one): the Basic token, the
-    decoded ``site_id:key``, the bare keys, and the JSON-escaped forms (``\\/``)."""
+    decoded ``site_id:key``, the bare keys, and the JSON-escaped forms (``\\/``).
+    ``basic`` is another ``Basic ...`` Authorization value (the Pipelines write key)."""
     forms: set[str] = set()
+    if basic is not None and basic.startswith("Basic "):
+        token = basic[6:]
+        forms.add(token)
+        try:
+            user = base64.b64decode(token).decode()
+        except ValueError:
+            user = ""
+        forms.update({user, user.rstrip(":")} - {""})
     if config.site_id and config.track_api_key:
         pair = f"{config.site_id}:{config.track_api_key}"
         forms.update((pair, base64.b64encode(pair.encode()).decode("ascii")))
@@ -102,6 +111,7 @@ class Transport:
         on_retry: RetryHook | None = None,
         on_start: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cdp: tuple[str, str] | None = None,
     ) -> None:
         self._config = config
         self._session = session
@@ -118,10 +128,14 @@ class Transport:
             raw = f"{config.site_id}:{config.track_api_key}".encode()
             self._track_auth = "Basic " + base64.b64encode(raw).decode("ascii")
         self._app_auth = f"Bearer {config.app_api_key}" if config.app_api_key else None
+        #: The Pipelines API's (base URL, Authorization), when this transport serves it.
+        self._cdp = cdp
         # Credentials go only back to an origin (scheme, host, port) we were configured
         # for, or to Customer.io's own hosts over https (see _may_receive_credentials).
         self._origins = {_origin(URL(config.region.track_url)), _origin(URL(config.region.app_url))}
-        self._secrets = _secret_forms(config)
+        if cdp is not None:
+            self._origins.add(_origin(URL(cdp[0])))
+        self._secrets = _secret_forms(config, cdp[1] if cdp is not None else None)
         self.in_flight = 0
         self.connections_opened = 0
 
@@ -218,6 +232,10 @@ class Transport:
     # -- requests ----------------------------------------------------------------------
 
     def _auth(self, api: Api) -> str:
+        if api == "cdp":
+            if self._cdp is None:
+                raise ConfigurationError("this call needs a Pipelines write key")
+            return self._cdp[1]
         auth = self._track_auth if api == "track" else self._app_auth
         if auth is None:
             which = "site_id and track_api_key" if api == "track" else "app_api_key"
@@ -225,6 +243,8 @@ class Transport:
         return auth
 
     def base_url(self, api: Api) -> str:
+        if api == "cdp" and self._cdp is not None:
+            return self._cdp[0]
         region = self._config.region
         return region.track_url if api == "track" else region.app_url
 

@@ -13,7 +13,7 @@ import pytest
 from benchmarks import report
 from benchmarks._util import StandInProcess, counts_delta, machine_info, summarize
 from benchmarks.peers import PEERS, available
-from benchmarks.run import SIZES, Harness
+from benchmarks.run import PIPELINES_PEERS, SIZES, Harness
 from benchmarks.webload import parse_wrk
 
 # Slow (a stand-in process, every workload, valgrind inside): CI runs it,
@@ -83,7 +83,8 @@ def test_harness_runs_every_workload_for_cio_async_and_the_ceiling(
     json.dumps(doc)  # what run.py writes
 
 
-@pytest.mark.parametrize("peer", sorted(PEERS))
+# The Pipelines clients run their own workload (test_benchmarks_pipelines_smoke).
+@pytest.mark.parametrize("peer", sorted(set(PEERS) - set(PIPELINES_PEERS)))
 def test_each_installed_peer_streams_to_the_stand_in(standin: StandInProcess, peer: str) -> None:
     if not available(peer):
         pytest.skip(f"{peer} is not installed (scripts/bench installs it)")

@@ -58,16 +58,21 @@ async def test_cdp_batch_records_calls_and_ignores_repeated_message_ids(server: 
 
 
 async def test_cdp_auth_basic_write_key_or_bearer(server: StandIn) -> None:
+    strict = {"X-Strict-Mode": "1"}
     assert (await _post(server, {"batch": [_call(1)]}, auth=f"Bearer {WRITE_KEY}"))[0] == 200
-    status, body = await _post(server, {"batch": [_call(2)]}, auth=None)
+    status, body = await _post(server, {"batch": [_call(2)]}, auth=None, headers=strict)
     assert status == 401 and body["code"] == "unauthorized" and body["message"]
     wrong = "Basic " + base64.b64encode(b"other:").decode()
-    assert (await _post(server, {"batch": [_call(3)]}, auth=wrong))[0] == 401
+    assert (await _post(server, {"batch": [_call(3)]}, auth=wrong, headers=strict))[0] == 401
     # The Track credentials do not open the Pipelines endpoint.
-    assert (await _post(server, {"batch": [_call(4)]}, auth=server._track_auth))[0] == 401
+    track = server._track_auth
+    assert (await _post(server, {"batch": [_call(4)]}, auth=track, headers=strict))[0] == 401
     server.cdp_write_key = "rotated"
-    assert (await _post(server, {"batch": [_call(5)]}))[0] == 401
-    assert len(server.events()) == 1
+    assert (await _post(server, {"batch": [_call(5)]}, headers=strict))[0] == 401
+    # Permissive mode: a bad key is answered 200 and nothing is stored.
+    assert (await _post(server, {"batch": [_call(6)]}))[0] == 200
+    assert [e.event_id for e in server.events()] == ["m1"]
+    assert server.counts["cdp_unauthorized"] == 5
 
 
 async def test_cdp_permissive_mode_answers_200_but_drops_invalid_calls(server: StandIn) -> None:
@@ -77,24 +82,80 @@ async def test_cdp_permissive_mode_answers_200_but_drops_invalid_calls(server: S
     assert server.counts["cdp_rejected_calls"] == 2
     assert (await _post(server, None, raw=b"not json"))[0] == 200
     assert server.counts["cdp_rejected_batches"] == 1
+    assert [c.message_id for c in server.pipelines.calls] == ["m1"]
 
 
-async def test_cdp_strict_mode_answers_400(server: StandIn) -> None:
+async def test_cdp_strict_mode_answers_400_and_stores_nothing_of_the_batch(
+    server: StandIn,
+) -> None:
     strict = {"X-Strict-Mode": "1"}
-    status, body = await _post(server, {"batch": [{"type": "track"}]}, headers=strict)
+    status, body = await _post(server, {"batch": [_call(1), {"type": "track"}]}, headers=strict)
     assert status == 400 and body["code"] == "invalid_request"
+    assert body["message"].startswith("batch[1]:")
     status, body = await _post(server, {"batch": []}, headers=strict)
     assert status == 400
     big = [_call(i, properties={"pad": "x" * 20_000}) for i in range(30)]
     status, body = await _post(server, {"batch": big}, headers=strict)
     assert status == 400 and body["code"] == "payload_too_large"
-    assert not server.events()
+    one = [_call(1, properties={"pad": "x" * 33_000})]
+    status, body = await _post(server, {"batch": one}, headers=strict)
+    assert status == 400 and body["code"] == "payload_too_large"
+    assert not server.events() and not server.pipelines.calls
+
+
+async def test_cdp_single_call_routes(server: StandIn) -> None:
+    strict = {"X-Strict-Mode": "1"}
+    call = {"userId": "u1", "event": "clicked", "messageId": "s1"}
+    async with aiohttp.ClientSession() as session:
+        for path, body, want in (
+            ("/v1/track", call, 200),
+            ("/v1/identify", {"userId": "u1", "traits": {"a": 1}, "messageId": "s2"}, 200),
+            ("/v1/group", {"userId": "u1", "messageId": "s3"}, 400),
+            ("/v1/alias", {"userId": "u1", "previousId": "a1", "messageId": "s4"}, 200),
+        ):
+            headers = {"Authorization": BASIC, **strict}
+            async with session.post(server.url + path, json=body, headers=headers) as resp:
+                assert resp.status == want, path
+    assert [(c.type, c.path) for c in server.pipelines.calls] == [
+        ("track", "/v1/track"),
+        ("identify", "/v1/identify"),
+        ("alias", "/v1/alias"),
+    ]
+
+
+async def test_cdp_wrong_region_key_is_a_silent_200(server: StandIn) -> None:
+    server.pipelines.region = "us"
+    server.cdp_write_key = "pk_eu_abc"
+    eu = "Basic " + base64.b64encode(b"pk_eu_abc:").decode()
+    strict = {"X-Strict-Mode": "1"}
+    assert await _post(server, {"batch": [_call(1)]}, auth=eu, headers=strict) == (200, {})
+    assert not server.pipelines.calls and server.counts["cdp_wrong_region"] == 1
+    server.pipelines.region = "eu"
+    assert await _post(server, {"batch": [_call(1)]}, auth=eu, headers=strict) == (200, {})
+    assert len(server.pipelines.calls) == 1
+
+
+async def test_cdp_reject_call_hook(server: StandIn) -> None:
+    server.pipelines.reject_call = lambda c: "no" if c.get("userId") == "bad" else None
+    batch = {"batch": [_call(1), {**_call(2), "userId": "bad"}]}
+    status, body = await _post(server, batch, headers={"X-Strict-Mode": "1"})
+    assert status == 400 and body["message"] == "batch[1]: no"
+    assert await _post(server, batch) == (200, {})  # permissive: the good one is stored
+    assert [c.user_id for c in server.pipelines.calls] == ["u1"]
+
+
+async def test_cdp_lean_mode_counts_calls(server: StandIn) -> None:
+    server.lean = True
+    assert await _post(server, {"batch": [_call(1), _call(2), {"type": "page"}]}) == (200, {})
+    assert server.counts["cdp.track"] == 2 and server.counts["cdp_calls"] == 3
+    assert not server.pipelines.calls
 
 
 async def test_cdp_gzip_body(server: StandIn) -> None:
     raw = gzip.compress(orjson.dumps({"batch": [_call(1)]}))
     status, _ = await _post(server, None, raw=raw, headers={"Content-Encoding": "gzip"})
     assert status == 200 and len(server.events()) == 1
+    assert server.pipelines.calls[0].gzip
 
 
 async def test_cdp_with_the_real_analytics_client(server: StandIn) -> None:

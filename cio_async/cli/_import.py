@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TextIO
 
 from .._config import ClientConfig
 from .._errors import ConfigurationError
+from ..pipelines import PipelinesConfig
 from ._import_options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -124,7 +125,7 @@ def _run(
         run = ImportRun(
             opts,
             records=records_of(fmt, head, source),
-            parser=LineParser(opts.path, fmt, opts.lines, head),
+            parser=LineParser(opts.path, fmt, opts.lines, head, opts.api),
             window=window,
             report=Report(opts, out=out, err=err, errors_path=errors_path),
             errors=errors,
@@ -184,8 +185,25 @@ def _resume(opts: ImportOptions, fmt: str, checkpoint_path: str | None) -> Check
     return resume
 
 
-def _config_from_env(opts: ImportOptions, env: Mapping[str, str]) -> ClientConfig:
+def _config_from_env(opts: ImportOptions, env: Mapping[str, str]) -> ClientConfig | PipelinesConfig:
     e = dict(env)
+    if opts.api == "pipelines":
+        key = e.get("CUSTOMERIO_WRITE_KEY")
+        if not key:
+            raise UsageError(
+                "missing Customer.io credentials: set CUSTOMERIO_WRITE_KEY (the write key "
+                "of a Pipelines source; its region is read from the key, or set "
+                "CUSTOMERIO_PIPELINES_REGION=eu / --region eu). Or check the file with "
+                "--dry-run, or try it against a local stand-in with --sandbox."
+            )
+        try:
+            return PipelinesConfig(
+                write_key=key,
+                region=opts.region or e.get("CUSTOMERIO_PIPELINES_REGION") or None,
+                url=e.get("CUSTOMERIO_PIPELINES_URL") or None,
+            )
+        except ConfigurationError as exc:
+            raise UsageError(f"bad configuration: {exc}") from None
     missing = [k for k in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_TRACK_API_KEY") if not e.get(k)]
     if missing:
         raise UsageError(

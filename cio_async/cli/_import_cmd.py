@@ -123,6 +123,13 @@ def add_parser(sub: Any) -> None:
     imp.add_argument(
         "--region", choices=("us", "eu"), help="the account's region (default: CUSTOMERIO_REGION)"
     )
+    imp.add_argument(
+        "--api",
+        choices=("track", "pipelines"),
+        default="track",
+        help="track: Track v2 batches (CUSTOMERIO_SITE_ID/TRACK_API_KEY); pipelines: the "
+        "Data Pipelines API (CUSTOMERIO_WRITE_KEY; lines may be Segment-style calls)",
+    )
     imp.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     imp.add_argument(
         "--batch-size",
@@ -173,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         restart=args.restart,
         sandbox=args.sandbox,
         region=args.region,
+        api=args.api,
         quiet=args.quiet,
         batch_size=args.batch_size,
         concurrency=args.concurrency,

@@ -47,6 +47,8 @@ class ImportOptions:
     restart: bool = False
     sandbox: bool = False
     region: str | None = None
+    #: ``track`` (Track v2 operations) or ``pipelines`` (the Data Pipelines API).
+    api: str = "track"
     quiet: bool = False
     batch_size: int = 1000
     concurrency: int = 8

@@ -18,8 +18,11 @@ from typing import BinaryIO, Final
 
 from .._errors import ValidationError
 from .._model import Operation
+from ..pipelines import PipelinesCall
+from ..pipelines._encode import Encoder
 from ._import_lines import CsvColumns, HeaderError, LineOptions, build, line_event_id, parse_ndjson
 from ._import_options import EXIT_USAGE, FORMATS, Fatal, ImportOptions, UsageError
+from ._import_pipelines import line_call
 
 #: Records handed from the reader thread to the loop at a time.
 CHUNK: Final = 512
@@ -280,8 +283,12 @@ class LineParser:
     clear error rather than one rejected line after another.
     """
 
-    def __init__(self, path: str, fmt: str, options: LineOptions, head: bytes) -> None:
+    def __init__(
+        self, path: str, fmt: str, options: LineOptions, head: bytes, api: str = "track"
+    ) -> None:
         self.path = path
+        #: Pipelines calls are checked with this encoder (a dry run has no client).
+        self.encoder = Encoder() if api == "pipelines" else None
         self.fmt = fmt
         self.options = options
         #: Derived event ids are salted with the input's identity (see ``line_event_id``).
@@ -309,7 +316,7 @@ class LineParser:
                 f"{self.path}: CSV header (line {rec.line}): {exc}{hint}", EXIT_USAGE
             ) from None
 
-    def operation(self, rec: Record) -> Operation:
+    def operation(self, rec: Record) -> Operation | PipelinesCall:
         """The record's operation; ``ValidationError`` names what is wrong with it."""
         if rec.error is not None:
             raise ValidationError("line", rec.error)
@@ -327,9 +334,10 @@ class LineParser:
         else:
             assert rec.fields is not None
             obj = self.columns.line_object(rec.fields)
-        return build(
-            obj, self.options, functools.partial(line_event_id, self.salt, rec.line, rec.raw)
-        )
+        derived = functools.partial(line_event_id, self.salt, rec.line, rec.raw)
+        if self.encoder is not None:
+            return line_call(obj, self.options, derived, self.encoder)
+        return build(obj, self.options, derived)
 
     def check_format(self, rec: Record) -> None:
         """After a rejected line: stop (``Fatal``) if the input starts with many lines

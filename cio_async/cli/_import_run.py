@@ -31,6 +31,8 @@ from .._errors import (
     OperationRejectedError,
     ValidationError,
 )
+from .._model import Operation
+from ..pipelines import AsyncPipelines, PipelinesCall, PipelinesConfig
 from ._import_options import EXIT_USAGE, Fatal, ImportOptions
 from ._import_read import LineParser, Reader, Record, is_blank
 from ._import_report import Report
@@ -69,7 +71,7 @@ class ImportRun:
         report: Report,
         errors: ErrorsFile | None,
         checkpoint: CheckpointFile | None,
-        config: ClientConfig | None,
+        config: ClientConfig | PipelinesConfig | None,
         total_bytes: int | None,
     ) -> None:
         self.opts = opts
@@ -81,7 +83,7 @@ class ImportRun:
         self.checkpoint = checkpoint
         self.config = config
         self.total_bytes = total_bytes
-        self.client: AsyncCustomerIO | None = None
+        self.client: AsyncCustomerIO | AsyncPipelines | None = None
         self.eof = False
         self.stop = _Stop()
         self.wake: asyncio.Event
@@ -103,7 +105,10 @@ class ImportRun:
                 from ..testing import StandIn
 
                 server = await StandIn().start()
-                self.client = self._make_client(**server.client_kwargs())
+                if self.opts.api == "pipelines":
+                    self.client = self._make_client(**server.pipelines_kwargs())
+                else:
+                    self.client = self._make_client(**server.client_kwargs())
             elif self.config is not None:
                 self.client = self._make_client(config=self.config)
             if self.client is not None:
@@ -145,13 +150,15 @@ class ImportRun:
             # Only now: a signal during the final save changes nothing.
             self._remove_signals(handled)
 
-    def _make_client(self, **kwargs: Any) -> AsyncCustomerIO:
+    def _make_client(self, **kwargs: Any) -> AsyncCustomerIO | AsyncPipelines:
         batch = BatchPolicy(
             max_batch_events=self.opts.batch_size,
             max_in_flight=self.opts.concurrency,
             linger=0.05,
             retry=dataclasses.replace(BatchPolicy().retry, total_timeout=self.opts.retry_timeout),
         )
+        if self.opts.api == "pipelines":
+            return AsyncPipelines(**kwargs, batch=batch)
         return AsyncCustomerIO(**kwargs, batch=batch)
 
     def _install_signals(self) -> list[signal.Signals]:
@@ -261,14 +268,19 @@ class ImportRun:
             self._reject(entry, State.INVALID, "invalid", exc.field, exc.message)
             self.parser.check_format(rec)
             return
-        self.report.kinds[op.action] += 1
+        self.report.kinds[op.type if isinstance(op, PipelinesCall) else op.action] += 1
         client = self.client
         if client is None:  # a dry run
             self.report.counts["valid"] += 1
             window.settle(entry, State.DELIVERED)
             return
         try:
-            fut = await client.submit(op)
+            if isinstance(client, AsyncPipelines):
+                assert isinstance(op, PipelinesCall)
+                fut = await client.submit(op)
+            else:
+                assert isinstance(op, Operation)
+                fut = await client.submit(op)
         except CustomerIOError as exc:
             self.stop.failure = exc
             self._stop()
@@ -315,7 +327,7 @@ class ImportRun:
 
     # -- finishing -----------------------------------------------------------------------
 
-    async def _drain(self, client: AsyncCustomerIO) -> None:
+    async def _drain(self, client: AsyncCustomerIO | AsyncPipelines) -> None:
         """Deliver what was submitted: without a deadline after the end of the input,
         with ``--drain-timeout`` once stopping; a second Ctrl-C stops at once."""
         flush = asyncio.ensure_future(client.flush())  # send what lingers, now

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from ._app_routes import RecordedSend, RecordedTrigger, register_app_routes
-from ._cdp_standin import register_cdp
+from ._cdp_standin import PipelinesState, register_cdp
 from ._control import CONTROL_PREFIX, register_control
 from ._faults import Fault, FaultScript, RateWindow, abort
 from ._records import RecordedOperation, RecordedRequest
@@ -103,8 +103,8 @@ class StandIn:
         self.reject_batches_containing: bytes | None = None
         #: Paths with their own auth: ``check(authorization) -> None`` or the denial.
         self.path_auth: dict[str, Callable[[str | None], web.Response | None]] = {}
-        #: The Data Pipelines write key (``POST /v1/batch``, see ``_cdp_standin``).
-        self.cdp_write_key = "stand-in-write-key"
+        #: The Data Pipelines API: write key, region, accepted calls (``_cdp_standin``).
+        self.pipelines = PipelinesState()
         #: ``reject_operation(op) -> (field, message) | None``: refuse matching v2
         #: operations (a 207 entry in a batch, reason ``invalid``), as Customer.io does
         #: for what only the workspace knows (an unknown object type, a disabled
@@ -138,6 +138,24 @@ class StandIn:
         from .._config import Region
 
         return Region.custom(self.url, self.url, name="stand-in")
+
+    @property
+    def cdp_write_key(self) -> str:
+        """The Pipelines write key (``pipelines.write_key``)."""
+        return self.pipelines.write_key
+
+    @cdp_write_key.setter
+    def cdp_write_key(self, value: str) -> None:
+        self.pipelines.write_key = value
+
+    @property
+    def pipelines_url(self) -> str:
+        """The Pipelines base URL (``.../v1``) once started."""
+        return self.url + "/v1"
+
+    def pipelines_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``AsyncPipelines`` to talk to this stand-in."""
+        return {"write_key": self.pipelines.write_key, "url": self.pipelines_url}
 
     def client_kwargs(self, *, production_limits: bool = False) -> dict[str, Any]:
         """Keyword arguments for ``AsyncCustomerIO`` to talk to this stand-in.
@@ -316,6 +334,7 @@ class StandIn:
         self.segments.clear()
         self.sends.clear()
         self.triggers.clear()
+        self.pipelines.reset()
 
     # -- queries -----------------------------------------------------------------------
 
