@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,10 +64,8 @@ class LeanCounting:
             if request.path == _BATCH_PATH:
                 return self.count(await request.read())
             if request.path == _CDP_BATCH_PATH:
-                raw = await request.read()
-                if request.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                return self.count_calls(raw)
+                # aiohttp has undone any Content-Encoding: gzip already.
+                return self.count_calls(await request.read())
         return await handler(request)
 
     def count(self, raw: bytes) -> web.Response:

@@ -74,11 +74,9 @@ from ._version import __version__
 from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
 from .pipelines import (
     AsyncPipelines,
-    Pipelines,
     PipelinesCall,
     PipelinesConfig,
     PipelinesRegionWarning,
-    PipelinesRouter,
 )
 
 # Optional machinery loads on first use (as aiohttp does): `import cio_async` does not
@@ -90,6 +88,8 @@ _LAZY = {
     "asgi_lifespan": "._integrations",
     "install_signal_handlers": "._integrations",
     "CustomerIO": "._sync",
+    "Pipelines": ".pipelines",
+    "PipelinesRouter": ".pipelines",
     "WorkspaceRouter": "._router",
     "WebhookError": "._webhooks",
     "WebhookEvent": "._webhooks",
@@ -114,6 +114,7 @@ if _TYPE_CHECKING:
         sign_webhook,
         verify_webhook_signature,
     )
+    from .pipelines import Pipelines, PipelinesRouter
 __all__ = [
     "APIConnectionError",
     "APIStatusError",

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from benchmarks import report
@@ -188,3 +189,30 @@ async def test_lean_mode_counts_batch_operations_without_recording() -> None:
         assert server.counts["batches"] == 1 and server.counts["lean_malformed"] == 1
         assert server.operations == [] and server.seen_event_ids == set()
         assert server.counts["requests"] == 2  # the switch is out of band
+
+
+async def test_lean_mode_counts_pipelines_calls_without_recording() -> None:
+    import gzip
+
+    import aiohttp
+
+    from benchmarks.standin import LEAN_ROUTE, LeanCounting
+    from cio_async.testing import StandIn
+
+    server = StandIn()
+    LeanCounting(server)
+    calls = [
+        {"type": "track", "userId": "1", "event": "e"},
+        {"type": "track", "userId": "2", "event": "e"},
+        {"type": "page", "userId": "1"},
+    ]
+    async with server, aiohttp.ClientSession() as session:
+        async with session.post(server.url + LEAN_ROUTE, json={"lean": True}) as resp:
+            assert await resp.json() == {"lean": True}
+        body = gzip.compress(orjson.dumps({"batch": calls}))
+        async with session.post(
+            server.url + "/v1/batch", data=body, headers={"Content-Encoding": "gzip"}
+        ) as resp:
+            assert resp.status == 200
+        assert server.counts["cdp.track"] == 2 and server.counts["cdp_calls"] == 3
+        assert not server.pipelines.calls  # counted, not recorded

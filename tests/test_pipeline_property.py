@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cio_async import (
+    DROPPED,
     AsyncCustomerIO,
     BatchPolicy,
     Operation,
@@ -78,6 +79,7 @@ async def scenario(
         waiters: list[asyncio.Future[Any]] = []
         await client.start()
         n = 0
+        dropped_at_call = 0
         for kind, a, b in actions:
             if kind == "admit":
                 for _ in range(a):
@@ -88,7 +90,11 @@ async def scenario(
                             waiters.append(fut)
                             await asyncio.sleep(0)
                         else:
-                            admitted.append(client.track_nowait(str(n % 4), "e"))
+                            event_id = client.track_nowait(str(n % 4), "e")
+                            if event_id is DROPPED:  # dropped at the call, and told so
+                                dropped_at_call += 1
+                            else:
+                                admitted.append(event_id)
                     except QueueFullError:  # refused at admission: never admitted
                         pass
             elif kind == "poison":
@@ -101,8 +107,10 @@ async def scenario(
                     }  # no name: the stand-in rejects it (207)
                 )
                 try:
-                    await client.send(op)
-                    admitted.append(f"poison-{n}")
+                    if await client.send(op) is DROPPED:
+                        dropped_at_call += 1
+                    else:
+                        admitted.append(f"poison-{n}")
                 except QueueFullError:
                     pass
             elif kind == "fault":
@@ -141,6 +149,7 @@ async def scenario(
         at_server = {e.event_id for e in server.ops() if e.event_id}
         missing = [i for i in admitted if i not in at_server and i not in reported]
         assert not missing, f"admitted but neither delivered nor reported: {missing}"
+        assert dropped_at_call <= stats.dropped.get("queue_full", 0)
         assert stats.admitted == stats.delivered + stats.failed_total + stats.dropped_total
         assert stats.pending == 0
         assert stats.queue_depth == 0

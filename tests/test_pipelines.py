@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from cio_async import (
+    DROPPED,
     AsyncPipelines,
     AuthenticationError,
     BatchPolicy,
@@ -313,7 +314,9 @@ async def test_drops_go_to_on_drop_with_the_call(server: StandIn, make_cdp: Fact
     cdp = make_cdp(batch=policy, on_drop=lambda call, reason: dropped.append((call, reason)))
     await cdp.start()
     ids = [cdp.track_nowait(f"u{i}", "e") for i in range(3)]
-    assert [(c.message_id, r) for c, r in dropped] == [(ids[2], "queue_full")]
+    assert ids[2] is DROPPED  # the caller learns of the drop at the call
+    assert ids[0] and ids[1]
+    assert [r for _, r in dropped] == ["queue_full"]
     server.hold()
     await cdp.flush(timeout=0.01)  # the two queued calls go out and are held
     fut = await cdp.submit({"type": "track", "userId": "w", "event": "e"}, urgent=True)

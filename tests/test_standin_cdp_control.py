@@ -144,13 +144,6 @@ async def test_cdp_reject_call_hook(server: StandIn) -> None:
     assert [c.user_id for c in server.pipelines.calls] == ["u1"]
 
 
-async def test_cdp_lean_mode_counts_calls(server: StandIn) -> None:
-    server.lean = True
-    assert await _post(server, {"batch": [_call(1), _call(2), {"type": "page"}]}) == (200, {})
-    assert server.counts["cdp.track"] == 2 and server.counts["cdp_calls"] == 3
-    assert not server.pipelines.calls
-
-
 async def test_cdp_gzip_body(server: StandIn) -> None:
     raw = gzip.compress(orjson.dumps({"batch": [_call(1)]}))
     status, _ = await _post(server, None, raw=raw, headers={"Content-Encoding": "gzip"})

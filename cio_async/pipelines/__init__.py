@@ -9,11 +9,30 @@ same batching pipeline as the Track client::
         cdp.track_nowait("42", "purchase", {"amount": 30})
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._client import AsyncPipelines
 from ._encode import MAX_BATCH_BYTES, MAX_CALL_BYTES, PipelinesCall, iso_timestamp
 from ._endpoint import PIPELINES_HOSTS, PipelinesConfig, PipelinesRegionWarning, key_region
-from ._router import PipelinesRouter
-from ._sync import Pipelines
+
+if TYPE_CHECKING:
+    from ._router import PipelinesRouter
+    from ._sync import Pipelines
+
+# The blocking client (anyio's thread portal) and the router load on first use, as at
+# the top level: ``import cio_async`` stays free of them.
+_LAZY = {"Pipelines": "._sync", "PipelinesRouter": "._router"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MAX_BATCH_BYTES",

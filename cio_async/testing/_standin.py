@@ -183,7 +183,8 @@ class StandIn:
 
     def environ(self) -> dict[str, str]:
         """``CUSTOMERIO_*`` environment variables pointing ``from_env()`` (and the
-        ``cio-async`` command) at this stand-in: credentials, both URLs and the region.
+        ``cio-async`` command) at this stand-in: credentials, both URLs and the region,
+        and the Pipelines write key and URL (``AsyncPipelines.from_env()``).
         ``from_env()`` keeps production rate limits; pass ``app_config=`` to relax them.
         """
         return {
@@ -193,6 +194,8 @@ class StandIn:
             "CUSTOMERIO_REGION": self.account_region,
             "CUSTOMERIO_TRACK_URL": self.url,
             "CUSTOMERIO_APP_URL": self.url,
+            "CUSTOMERIO_WRITE_KEY": self.pipelines.write_key,
+            "CUSTOMERIO_PIPELINES_URL": self.pipelines_url,
         }
 
     async def start(self) -> StandIn:
