@@ -763,6 +763,8 @@ class AsyncCustomerIO:
     def send_nowait(self, operation: Operation) -> None:
         """``send`` without awaiting (see ``track_nowait``)."""
         self._check_track()
+        if not isinstance(operation, Operation):
+            raise ConfigurationError("send_nowait() takes an Operation")
         if self._pipeline.on_loop_thread():
             self._bypassed_dedup(operation)
         self._enqueue_nowait(operation.payload)

@@ -20,6 +20,7 @@ from ._errors import ValidationError
 from ._validate import (
     MAX_OPERATION_BYTES,
     check_attributes,
+    check_finite,
     check_id,
     check_operation_size,
     check_text,
@@ -279,6 +280,8 @@ class Person(_Frozen):
         other = as_person(secondary, "secondary")
         if other.kind == "phone" or self.kind == "phone":
             raise ValidationError("secondary", "merge takes id, email or cio_id identifiers")
+        if other == self:
+            raise ValidationError("secondary", "cannot merge a person into itself")
         body = {
             "type": "person",
             "action": "merge",
@@ -290,7 +293,7 @@ class Person(_Frozen):
 
 def person_ident(ref: PersonRef) -> tuple[str, str]:
     """``(kind, value)`` of a person reference; the hot path skips building a Person."""
-    if type(ref) is str and 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii():
+    if type(ref) is str and 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii() and ref.isprintable():
         if "@" in ref:
             return "email", ref
         if not ref.startswith("cio_") and not ref.isspace():
@@ -327,6 +330,7 @@ def event_payload(
         type(person) is str
         and 0 < len(person) <= _FAST_ID_CHARS
         and person.isascii()
+        and person.isprintable()
         and "@" not in person
         and not person.startswith("cio_")
         and not person.isspace()
@@ -370,6 +374,8 @@ def event_payload(
         except (TypeError, ValueError):
             encode_checked("operation.attributes", attributes)  # names the bad value
             raise
+        if b"null" in encoded:
+            check_finite("operation.attributes", attributes)  # NaN/inf encode as null
         payload = b"".join(
             (
                 head,
@@ -396,7 +402,12 @@ def as_person(ref: PersonRef, field: str = "person") -> Person:
         return ref
     if isinstance(ref, str):
         # Fast path for the common case; same rules as Person() plus shape detection.
-        if 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii() and not ref.isspace():
+        if (
+            0 < len(ref) <= _FAST_ID_CHARS
+            and ref.isascii()
+            and ref.isprintable()
+            and not ref.isspace()
+        ):
             if "@" in ref:
                 return Person._trusted("email", ref)
             if ref.startswith("cio_"):
@@ -689,6 +700,8 @@ def _encode_op(body: dict[str, Any]) -> bytes:
     except (TypeError, ValueError):
         encode_checked("operation", body)  # raises with the offending path
         raise
+    if b"null" in payload:
+        check_finite("operation", body)  # NaN/inf encode as null
     if len(payload) > MAX_OPERATION_BYTES:
         check_operation_size(payload)
     # orjson hands back an over-allocated buffer; keeping hundreds of thousands of those
