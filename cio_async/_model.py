@@ -24,8 +24,10 @@ from ._validate import (
     check_id,
     check_operation_size,
     check_text,
+    check_unicode,
     encode_checked,
     event_name_rule,
+    short_repr,
 )
 
 __all__ = [
@@ -516,6 +518,10 @@ class Object(_Frozen):
         attributes: Mapping[str, Any] | None = None,
     ) -> Operation:
         """Create or update this object and relate it to anonymous visitors."""
+        if isinstance(anonymous_ids, (str, bytes, Mapping)) or not isinstance(
+            anonymous_ids, Iterable
+        ):
+            raise ValidationError("anonymous_ids", "must be a list of anonymous ids")
         rels = [
             {"identifiers": {"anonymous_id": check_id(f"anonymous_ids[{i}]", a)}}
             for i, a in enumerate(anonymous_ids)
@@ -595,7 +601,7 @@ class Delivery(_Frozen):
 
     def event(self, name: str, device_token: str, *, timestamp: object = None) -> Operation:
         """Report ``opened``, ``converted`` or ``delivered`` for a push delivery."""
-        if name not in DELIVERY_EVENTS:
+        if not isinstance(name, str) or name not in DELIVERY_EVENTS:
             raise ValidationError("name", f"must be one of {sorted(DELIVERY_EVENTS)}")
         check_text("device_token", device_token, 4096)
         body = {
@@ -737,7 +743,7 @@ def _identify_attributes(
 def _relationships(
     rels: Iterable[RelationshipRef], target: type, required: bool = False
 ) -> list[dict[str, Any]]:
-    if isinstance(rels, (str, bytes, Mapping)):
+    if isinstance(rels, (str, bytes, Mapping)) or not isinstance(rels, Iterable):
         raise ValidationError("relationships", "must be a list of Relationship")
     out = []
     for i, r in enumerate(rels):
@@ -761,8 +767,8 @@ def _device(
     token: str, platform: str, last_used: object, attributes: Mapping[str, Any] | None, *, key: str
 ) -> dict[str, Any]:
     check_text("token", token, 4096)
-    if platform not in DEVICE_PLATFORMS:
-        raise ValidationError("platform", f"must be 'ios' or 'android', got {platform!r}")
+    if not isinstance(platform, str) or platform not in DEVICE_PLATFORMS:
+        raise ValidationError("platform", f"must be 'ios' or 'android', got {short_repr(platform)}")
     device: dict[str, Any] = {key: token, "platform": platform}
     if last_used is not None:
         device["last_used"] = to_unix_seconds(last_used, "last_used")
@@ -770,8 +776,15 @@ def _device(
         if not isinstance(attributes, Mapping):
             raise ValidationError("attributes", "must be a mapping")
         for k, v in attributes.items():
+            if not isinstance(k, str):
+                raise ValidationError(
+                    f"attributes[{short_repr(k)}]", "attribute names must be strings"
+                )
             if not isinstance(v, (str, bool)):
                 raise ValidationError(f"attributes.{k}", "device attributes must be strings")
+            if isinstance(v, str):
+                check_unicode(f"attributes.{k}", v)
+            check_unicode(f"attributes[{short_repr(k)}]", k)
         # Customer.io documents device attributes as strings ("true"/"false" for flags).
         device["attributes"] = {
             k: ("true" if v else "false") if isinstance(v, bool) else v

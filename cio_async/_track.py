@@ -290,8 +290,8 @@ class TrackV1:
             raise ValidationError("segment_id", "must be a positive integer")
         if id_type not in ("id", "email", "cio_id"):
             raise ValidationError("id_type", "must be 'id', 'email' or 'cio_id'")
-        if isinstance(ids, (str, bytes)):
-            raise ValidationError("ids", "must be a list of identifiers, not a string")
+        if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+            raise ValidationError("ids", "must be a list of identifiers")
         clean = [check_id(f"ids[{i}]", v) for i, v in enumerate(ids)]
         if not clean:
             raise ValidationError("ids", "must not be empty")
@@ -331,7 +331,7 @@ class TrackV1:
             "POST",
             f"/api/v1/forms/{quote_path(form_id)}/submit",
             "submit_form",
-            dumps({"data": data}),
+            b'{"data":' + encode_checked("data", data) + b"}",
         )
 
     async def report_metric(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import reprlib
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -31,6 +32,18 @@ MAX_DEPTH: Final = 254
 #: separators. Customer.io would store them invisibly or reject the person later.
 _BAD_ID_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 _INT_RANGE: Final = (-(2**63), 2**64 - 1)
+
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def short_repr(value: object) -> str:
+    """A bounded repr for error messages: safe for huge, deep or cyclic values."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the error
+        return f"<{type(value).__name__}>"
 
 
 def event_name_rule(action: str | None) -> tuple[str, int]:
@@ -166,8 +179,8 @@ def _walk(value: Any, path: str, depth: int, active: set[int]) -> tuple[str, str
         if is_map:
             for k, v in value.items():
                 if not isinstance(k, str):
-                    return f"{path}[{k!r}]", "keys must be strings"
-                found = _walk(k, f"{path}[{k!r}]", depth, active)
+                    return f"{path}[{short_repr(k)}]", "keys must be strings"
+                found = _walk(k, f"{path}[{short_repr(k)}]", depth, active)
                 if found is None:
                     found = _walk(v, f"{path}.{k}", depth + 1, active)
                 if found is not None:
@@ -191,7 +204,7 @@ def check_attributes(field: str, attrs: object, *, reserved: frozenset[str] = fr
         raise ValidationError(field, f"has {len(attrs)} attributes; the limit is {MAX_ATTRIBUTES}")
     for name, value in attrs.items():
         if not isinstance(name, str):
-            raise ValidationError(f"{field}[{name!r}]", "attribute names must be strings")
+            raise ValidationError(f"{field}[{short_repr(name)}]", "attribute names must be strings")
         if len(name) * 4 > MAX_ATTRIBUTE_NAME_BYTES and utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
             raise ValidationError(
                 f"{field}.{name[:40]}...",
