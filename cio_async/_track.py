@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ._encode import dumps, new_ulid, to_unix_seconds
 from ._errors import ValidationError
 from ._model import (
+    DELIVERY_EVENTS,
     Object,
     Operation,
     PersonRef,
@@ -364,6 +365,42 @@ class TrackV1:
             if v is not None:
                 body[k] = check_text(k, v, 2048)
         await self._call("POST", "/api/v1/metrics", "report_metric", dumps(body))
+
+    async def report_push_event(
+        self,
+        delivery_id: str,
+        event: str,
+        device_id: str,
+        *,
+        timestamp: object = None,
+    ) -> None:
+        """Report a push notification's ``opened``, ``converted`` or ``delivered``
+        (``POST /api/v1/push/events``, the legacy form; ``report_metric`` is the
+        current one). ``device_id`` is the device token; ``timestamp`` defaults to now."""
+        check_text("delivery_id", delivery_id, 1024)
+        if not isinstance(event, str) or event not in DELIVERY_EVENTS:
+            raise ValidationError("event", f"must be one of {sorted(DELIVERY_EVENTS)}")
+        check_text("device_id", device_id, 4096)
+        body = {
+            "delivery_id": delivery_id,
+            "event": event,
+            "device_id": device_id,
+            "timestamp": _ts(timestamp, "timestamp"),
+        }
+        await self._call("POST", "/api/v1/push/events", "report_push_event", dumps(body))
+
+    async def unsubscribe(self, delivery_id: str) -> None:
+        """Unsubscribe the person a message delivery went to
+        (``POST /unsubscribe/{delivery_id}`` with ``{"unsubscribe": true}``), for a
+        custom unsubscribe page. Customer.io attributes the unsubscribe to that
+        delivery."""
+        check_text("delivery_id", delivery_id, 1024)
+        await self._call(
+            "POST",
+            f"/unsubscribe/{quote_path(delivery_id)}",
+            "unsubscribe",
+            b'{"unsubscribe":true}',
+        )
 
     async def get_region(self) -> AccountRegion:
         """Ask which region the credentials belong to (``GET /api/v1/accounts/region``)."""

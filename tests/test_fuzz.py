@@ -325,6 +325,10 @@ CALLS: dict[str, Call] = {
     "v1.report_metric": lambda c, d: c.v1.report_metric(
         d(valid_or("dlv")), d(valid_or("opened", texts)), timestamp=d(when), href=d(texts)
     ),
+    "v1.report_push_event": lambda c, d: c.v1.report_push_event(
+        d(valid_or("dlv", texts)), d(valid_or("opened")), d(name), timestamp=d(when)
+    ),
+    "v1.unsubscribe": lambda c, d: c.v1.unsubscribe(d(valid_or("dlv", texts))),
     "v2.entity": lambda c, d: c.v2.entity(builder_ops(d)),
     "v2.batch": lambda c, d: c.v2.batch([builder_ops(d) for _ in range(d(st.integers(0, 2)))]),
     "app.send": lambda c, d: c.app.send(_message(d)),

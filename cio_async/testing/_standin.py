@@ -427,6 +427,7 @@ class StandIn:
         r.add_post("/api/v2/entity", self._v2_entity)
         r.add_post("/api/v2/batch", self._v2_batch)
         register_app_routes(self, app)
+        register_track_extras(self, app)
         register_cdp(self, app)
         register_control(self, app)
         return app
@@ -467,7 +468,7 @@ class StandIn:
             finally:
                 self.held -= 1
         path = request.path
-        api = "track" if path.startswith("/api/") else "app"
+        api = "track" if path.startswith(("/api/", _NO_AUTH_PREFIX)) else "app"
         rec = RecordedRequest(
             request.method,
             path,
@@ -525,7 +526,7 @@ class StandIn:
                 self.counts["unauthorized"] += 1
                 rec.status = denied.status
                 return denied
-        elif request.headers.get("Authorization") != (
+        elif not path.startswith(_NO_AUTH_PREFIX) and request.headers.get("Authorization") != (
             self._track_auth if api == "track" else self._app_auth
         ):
             self.counts["unauthorized"] += 1
@@ -942,3 +943,49 @@ def _abort(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+# -- Track v1 extras: legacy push events and custom unsubscribe --------------------------
+# Kept apart (one function, its own handlers) so the stand-in's route modules can move.
+
+#: Paths Customer.io serves without authentication (on the Track host).
+_NO_AUTH_PREFIX = "/unsubscribe/"
+_PUSH_EVENTS = frozenset({"opened", "converted", "delivered"})
+
+
+def register_track_extras(standin: StandIn, app: web.Application) -> None:
+    """``POST /api/v1/push/events`` and ``POST /unsubscribe/{delivery_id}``."""
+
+    async def push_event(request: web.Request) -> web.Response:
+        body = await standin._body(request)
+        if not isinstance(body, Mapping):
+            raise _Invalid("body", "must be an object")
+        for key in ("delivery_id", "device_id"):
+            if not isinstance(body.get(key), str) or not body[key].strip():
+                raise _Invalid(key, "is required")
+        if body.get("event") not in _PUSH_EVENTS:
+            raise _Invalid("event", "must be opened, converted or delivered")
+        ts = body.get("timestamp")
+        if ts is not None and (not isinstance(ts, int) or not 0 <= ts <= 99_999_999_999):
+            raise _Invalid("timestamp", "must be Unix seconds")
+        standin._add(
+            RecordedOperation(
+                "v1", "push", str(body["event"]), {"delivery_id": body["delivery_id"]}, body
+            )
+        )
+        return _json({})
+
+    async def unsubscribe(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            raise _Invalid("Content-Type", "must be application/json")
+        body = await standin._body(request)
+        if not isinstance(body, Mapping) or body.get("unsubscribe") is not True:
+            raise _Invalid("unsubscribe", "must be true")
+        delivery_id = request.match_info["delivery_id"]
+        standin._add(
+            RecordedOperation("v1", "delivery", "unsubscribe", {"delivery_id": delivery_id}, body)
+        )
+        return _json({})
+
+    app.router.add_post("/api/v1/push/events", push_event)
+    app.router.add_post("/unsubscribe/{delivery_id}", unsubscribe)
