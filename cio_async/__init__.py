@@ -69,6 +69,7 @@ from ._queue import MemoryQueue, QueueBackend
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
 from ._sync import CustomerIO
+from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
 from ._webhooks import (
@@ -130,6 +131,9 @@ __all__ = [
     "SendResult",
     "ServerError",
     "Stats",
+    "SyncAppAPI",
+    "SyncTrackV1",
+    "SyncTrackV2",
     "TrackV1",
     "TrackV2",
     "TransactionalEmail",
