@@ -18,6 +18,7 @@ from ._dedup import DedupCache, MemoryDedupCache, canonical
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
 from ._fastpath import event_admitter, no_fast_path
+from ._lastresort import LastResort, failure_kind, lost_summary
 from ._model import (
     Operation,
     Person,
@@ -171,6 +172,7 @@ class AsyncCustomerIO:
         self._person_listeners.append(self.app._person_changed)
         self._closing: asyncio.Future[FlushResult] | None = None
         self._region_checked = False
+        self._last_resort = LastResort()
         self._state = _State.NEW
 
     @classmethod
@@ -252,6 +254,15 @@ class AsyncCustomerIO:
             self._dedup.evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
+        elif op is not None:
+            # Nobody is told otherwise when the application configured no logging.
+            kind = failure_kind(exc)
+            self._last_resort.report(
+                kind,
+                f"deliveries to Customer.io are failing ({type(exc).__name__}: {exc}); "
+                "the operations are lost. Configure logging or pass on_error= to see "
+                "each failure.",
+            )
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
         if op.type == "person" and op.action == "identify" and self._dedup:
@@ -350,6 +361,11 @@ class AsyncCustomerIO:
                 self._state = _State.CLOSED
         if result.dropped:
             log.warning("cio_async closed with %d operation(s) undelivered", result.dropped)
+        lost = lost_summary(self._rec.failed, self._rec.dropped)
+        if lost:
+            self._last_resort.report(
+                "closed", f"closed with operations lost since the client started: {lost}"
+            )
         return result
 
     def spawn(
@@ -384,6 +400,18 @@ class AsyncCustomerIO:
                 source=self,
                 stacklevel=2,
             )
+            queued = pipeline.queue_depth if pipeline is not None else 0
+            batches = pipeline.in_flight if pipeline is not None else 0
+            if queued or batches:
+                message = (
+                    f"an AsyncCustomerIO was never closed: {queued} queued operation(s)"
+                    + (f" and {batches} batch(es) in flight" if batches else "")
+                    + " were lost; call 'await client.aclose()' or use 'async with'"
+                )
+                log.error("cio_async: %s", message)
+                last_resort = getattr(self, "_last_resort", None)
+                if last_resort is not None:
+                    last_resort.report("unclosed", message)
 
     # -- pipeline operations -----------------------------------------------------------
 
