@@ -143,7 +143,7 @@ def _wrk_version() -> str | None:
 
 @dataclass
 class StandInProcess:
-    """``python -m cio_async.testing --tls`` in a subprocess, plus its control routes.
+    """``python -m benchmarks.standin --tls`` in a subprocess, plus its control routes.
 
     The stand-in runs in its own process so that its CPU time is not charged to the
     client being measured, and over TLS with a certificate made for the run so that a
@@ -168,7 +168,7 @@ class StandInProcess:
         cmd = [
             sys.executable,
             "-m",
-            "cio_async.testing",
+            "benchmarks.standin",
             "--port",
             "0",
             "--tls",
@@ -223,6 +223,11 @@ class StandInProcess:
         return self._control("state")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change the stand-in's settings (``reset``, ``rtt``, ``rate_limit``, and
+        ``lean``: the benchmark-only counting mode of ``benchmarks.standin``)."""
+        lean = settings.pop("lean", None)
+        if lean is not None:
+            self._control("lean", {"lean": bool(lean)})
         return self._control("config", settings)
 
     def cpu_seconds(self) -> float:

@@ -46,9 +46,9 @@ class DedupCache(Protocol):
 class MemoryDedupCache:
     """A bounded LRU with a monotonic-clock TTL. No tasks, no locks: loop-thread only.
 
-    Keys and fingerprints are stored as 64-bit hashes (fixed size whatever the
-    identifier or attributes), so an entry costs about 250 bytes including the dict
-    slot; ``max_entries`` bounds memory (10,000 entries is about 2.5 MB).
+    Keys and fingerprints are stored as 64-bit hashes, so every entry is the same
+    small size whatever the identifier or attributes, and ``max_entries`` bounds
+    memory.
     """
 
     __slots__ = ("_clock", "_data", "max_entries", "ttl")

@@ -1,11 +1,10 @@
 """What the App API sends: transactional messages and broadcast triggers.
 
 Every message is a frozen, keyword-only dataclass validated when it is built, so bad
-input fails at the call with a ``ValidationError`` naming the field. The limits are in
-``shared/docs/customerio-api.md`` §3-4 (App API reference): exactly one identifier,
-at most 15 recipients across ``to``/``cc``/``bcc``, attachments under 2 MB in all
-(base64-encoded), ``send_at`` at most 90 days ahead, at most 10,000 broadcast
-recipients.
+input fails at the call with a ``ValidationError`` naming the field. The limits are
+the App API reference's: exactly one identifier, at most 15 recipients across
+``to``/``cc``/``bcc``, attachments under 2 MB in all (base64-encoded), ``send_at`` at
+most 90 days ahead, at most 10,000 broadcast recipients.
 """
 
 from __future__ import annotations

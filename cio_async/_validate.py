@@ -1,7 +1,7 @@
 """Input validation against Customer.io's documented limits.
 
 Every check raises ``ValidationError`` naming the field, before any I/O. The limits
-are in ``shared/docs/customerio-api.md`` §3 with their sources (Track API reference).
+are the ones the Track API reference documents; each constant names one.
 """
 
 from __future__ import annotations

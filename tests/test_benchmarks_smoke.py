@@ -3,6 +3,7 @@ only that every piece runs, talks to the stand-in process and reports."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -151,3 +152,36 @@ async def test_python_load_generator() -> None:
         await runner.cleanup()
     assert result["requests"] == 50 and result["errors"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+async def test_lean_mode_counts_batch_operations_without_recording() -> None:
+    import aiohttp
+
+    from benchmarks.standin import LEAN_ROUTE, LeanCounting
+    from cio_async.testing import StandIn
+
+    server = StandIn()
+    LeanCounting(server)
+    ops = [
+        {"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "e"},
+        {"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "e"},
+        {"type": "person", "action": "identify", "identifiers": {"id": "1"}},
+    ]
+    token = base64.b64encode(f"{server.site_id}:{server.track_api_key}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    async with server, aiohttp.ClientSession(headers=headers) as session:
+        url = server.url + "/api/v2/batch"
+        async with session.post(url, json={"batch": ops}) as resp:
+            assert resp.status == 200
+        assert len(server.operations) == 3  # off by default: checked and recorded
+        server.reset()
+        async with session.post(server.url + LEAN_ROUTE, json={"lean": True}) as resp:
+            assert await resp.json() == {"lean": True}
+        async with session.post(url, json={"batch": ops}) as resp:
+            assert resp.status == 200
+        async with session.post(url, json={"nope": 1}) as resp:
+            assert resp.status == 400
+        assert server.counts["operations"] == 3 and server.counts["person.event"] == 2
+        assert server.counts["batches"] == 1 and server.counts["lean_malformed"] == 1
+        assert server.operations == [] and server.seen_event_ids == set()
+        assert server.counts["requests"] == 2  # the switch is out of band

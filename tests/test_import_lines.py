@@ -14,15 +14,7 @@ from typing import Any
 import pytest
 
 from cio_async import ValidationError
-from cio_async._import_io import (
-    Checkpoint,
-    UsageError,
-    csv_records,
-    input_lines,
-    ndjson_records,
-    prepare_errors_file,
-)
-from cio_async._import_lines import (
+from cio_async.cli._import_lines import (
     CsvColumns,
     HeaderError,
     LineOptions,
@@ -30,6 +22,9 @@ from cio_async._import_lines import (
     line_event_id,
     parse_ndjson,
 )
+from cio_async.cli._import_options import UsageError
+from cio_async.cli._import_read import Record, csv_records, input_lines, ndjson_records
+from cio_async.cli._import_settle import Checkpoint, State, Window, prepare_errors_file
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
@@ -260,3 +255,38 @@ def test_unusable_checkpoints_say_how_to_go_on(tmp_path: Path) -> None:
     path.write_text('{"version": 1, "next_line": 3}')
     with pytest.raises(UsageError, match="not one cio-async wrote"):
         Checkpoint.load(str(path))
+
+
+def test_the_checkpoint_never_passes_an_unsettled_line() -> None:
+    window = Window(None, max_records=10)
+    recs = [Record(n, n + 1, f"line {n}\n".encode()) for n in (1, 2, 3)]
+    first, second, third = (window.add(r) for r in recs)
+    window.settle(second, State.DELIVERED)  # out of order: line 1 still pending
+    assert window.line == 1 and window.offset == 0
+    window.settle(first, State.INVALID)
+    assert window.line == 3 and window.offset == len(b"line 1\nline 2\n")
+    window.settle(third, State.FAILED)  # not delivered: a re-run sends it again
+    assert window.line == 3 and not window.finished(eof=True)
+    assert dict(window.totals) == {"invalid": 1, "delivered": 1}
+
+
+def test_a_resume_checks_the_input_before_the_checkpoint() -> None:
+    done = Window(None, max_records=10)
+    for n in (1, 2):
+        done.settle(done.add(Record(n, n + 1, f"line {n}\n".encode())), State.DELIVERED)
+    checkpoint = Checkpoint(
+        next_line=done.line,
+        offset=done.offset,
+        prefix_sha256=done.prefix.hexdigest(),
+        format="ndjson",
+        options={},
+        totals=dict(done.totals),
+        complete=False,
+    )
+    for first_line, same in ((b"line 1\n", True), (b"line X\n", False)):
+        again = Window(checkpoint, max_records=10)
+        assert again.resume_line == 3 and not again.verified
+        for n, raw in ((1, first_line), (2, b"line 2\n")):
+            again.settle(again.add(Record(n, n + 1, raw)), State.EARLIER)
+        assert again.verify_resume(Record(3, 4, b"line 3\n")) is same
+        assert again.totals["delivered"] == 2  # earlier lines count once, in the checkpoint

@@ -8,8 +8,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from cio_async._import import EXIT_OK, EXIT_USAGE, ImportOptions, run_import
-from cio_async._import_lines import LineOptions
+from cio_async.cli._import import EXIT_OK, EXIT_USAGE, ImportOptions, run_import
+from cio_async.cli._import_lines import LineOptions
 
 
 def dry_run(path: Path, **kw: object) -> tuple[int, str, str]:

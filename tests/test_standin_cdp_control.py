@@ -126,11 +126,11 @@ async def test_control_routes_are_out_of_band() -> None:
         async with session.get(state_url) as resp:  # no auth, no simulated round trip
             state = await resp.json()
         assert state["counts"] == {} and state["connections"] == 0 and state["rtt"] == 0.2
-        cfg = {"rtt": 0, "rate_limit": 5, "lean": True}
+        cfg = {"rtt": 0, "rate_limit": 5}
         async with session.post(config_url, json=cfg) as resp:
             state = await resp.json()
-        assert (state["rtt"], state["rate_limit"], state["lean"]) == (0, 5, True)
-        assert server.rate_limit == 5 and server.lean
+        assert (state["rtt"], state["rate_limit"]) == (0, 5)
+        assert server.rate_limit == 5
         server.counts["requests"] = 3
         server.connections = 2
         async with session.post(config_url, json={"reset": True, "rate_limit": None}) as resp:
@@ -139,22 +139,3 @@ async def test_control_routes_are_out_of_band() -> None:
         assert server.rate_limit is None
         async with session.post(config_url, data=b"[1]") as resp:
             assert resp.status == 400
-
-
-async def test_lean_mode_counts_batch_operations_without_recording() -> None:
-    async with StandIn() as server, aiohttp.ClientSession() as session:
-        server.lean = True
-        ops = [
-            {"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "e"},
-            {"type": "person", "action": "event", "identifiers": {"id": "1"}, "name": "e"},
-            {"type": "person", "action": "identify", "identifiers": {"id": "1"}},
-        ]
-        headers = {"Authorization": server._track_auth}
-        url = server.url + "/api/v2/batch"
-        async with session.post(url, json={"batch": ops}, headers=headers) as resp:
-            assert resp.status == 200
-        async with session.post(url, json={"nope": 1}, headers=headers) as resp:
-            assert resp.status == 400
-        assert server.counts["operations"] == 3 and server.counts["person.event"] == 2
-        assert server.counts["batches"] == 1 and server.counts["lean_malformed"] == 1
-        assert server.operations == [] and server.seen_event_ids == set()

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import cio_async
 from cio_async import (
     APIStatusError,
     AsyncCustomerIO,
@@ -27,16 +26,6 @@ from cio_async import (
 from cio_async._encode import new_ulid
 from cio_async._errors import error_for_status
 from cio_async._retry import parse_retry_after
-
-
-def test_exports_are_sorted_complete_and_public() -> None:
-    names = cio_async.__all__
-    assert names == sorted(names)
-    for name in names:
-        obj = getattr(cio_async, name)
-        if isinstance(obj, type):
-            assert obj.__module__ == "cio_async", name
-    assert cio_async.RateLimitError.__module__ == "cio_async"
 
 
 def test_regions() -> None:

@@ -5,7 +5,7 @@ loopback, records what it accepted and can be scripted to misbehave. The pytest
 fixtures live in ``cio_async.testing.pytest_plugin`` (add it to ``pytest_plugins``).
 """
 
-from ._app_standin import RecordedSend, RecordedTrigger
+from ._app_routes import RecordedSend, RecordedTrigger
 from ._standin import Fault, RecordedOperation, RecordedRequest, StandIn
 
 __all__ = [

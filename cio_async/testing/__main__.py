@@ -2,6 +2,6 @@
 
 import sys
 
-from .._cli import main
+from ..cli import main
 
 raise SystemExit(main(["serve-stand-in", *sys.argv[1:]]))

@@ -1,21 +1,16 @@
-"""Out-of-band control of a stand-in running in another process (benchmarks, demos).
+"""Out-of-band control of a stand-in running in another process (demos, manual tests,
+benchmarks).
 
 ``GET /_stand-in/state`` returns the counters; ``POST /_stand-in/config`` with a JSON
 object changes settings at run time: ``reset`` (forget what was received and zero the
-connection counters), ``rtt``, ``rate_limit`` (null for none) and ``lean``.
+connection counters), ``rtt`` and ``rate_limit`` (null for none).
 
-Control requests bypass the simulated round trip, auth and the counters, so reading
-the counts does not change them.
-
-``lean`` is a counting mode for long load runs: a ``/api/v2/batch`` body is parsed
-and its operations counted by ``type.action``, but not validated, deduplicated or
-recorded. A full check costs the stand-in several microseconds per operation, which
-for a million events would make the stand-in, not the client, the bottleneck.
+Control requests, and any route added under ``CONTROL_PREFIX``, bypass the simulated
+round trip, auth and the counters, so reading the counts does not change them.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +20,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from ._standin import StandIn
 
-__all__ = ["CONTROL_PREFIX", "lean_batch", "register_control"]
+__all__ = ["CONTROL_PREFIX", "register_control"]
 
 CONTROL_PREFIX = "/_stand-in/"
 
@@ -37,7 +32,6 @@ def state(standin: StandIn) -> dict[str, Any]:
         "max_concurrent": standin.max_concurrent,
         "rtt": standin.rtt,
         "rate_limit": standin.rate_limit,
-        "lean": standin.lean,
         "url": standin.url,
     }
 
@@ -56,38 +50,16 @@ def register_control(standin: StandIn, app: web.Application) -> None:
         if not isinstance(body, Mapping):
             return _json({"error": "body must be an object"}, 400)
         if body.get("reset"):
-            standin.reset()
-            standin.connections = 0
-            standin.max_concurrent = 0
-            standin._rate_window.clear()
+            standin.reset(connections=True)
         if "rtt" in body:
             standin.rtt = float(body["rtt"])
         if "rate_limit" in body:
             limit = body["rate_limit"]
             standin.rate_limit = None if limit is None else float(limit)
-            standin._rate_window.clear()
-        if "lean" in body:
-            standin.lean = bool(body["lean"])
         return _json(state(standin))
 
     app.router.add_get(CONTROL_PREFIX + "state", get_state)
     app.router.add_post(CONTROL_PREFIX + "config", configure)
-
-
-def lean_batch(standin: StandIn, raw: bytes) -> web.Response:
-    """Count a v2 batch's operations without checking or recording them."""
-    try:
-        body = orjson.loads(raw)
-        batch = body["batch"]
-        tally = Counter(f"{op['type']}.{op['action']}" for op in batch)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        standin.counts["lean_malformed"] += 1
-        return _json({"errors": [{"reason": "invalid", "field": "", "message": "bad batch"}]}, 400)
-    counts = standin.counts
-    counts["batches"] += 1
-    counts["operations"] += len(batch)
-    counts.update(tally)
-    return _json({})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

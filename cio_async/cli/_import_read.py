@@ -1,5 +1,5 @@
-"""Input and state files of ``cio-async import``: records read on a thread, the
-checkpoint and the errors file."""
+"""Reading for ``cio-async import``: the input's bytes into records (on a thread, as
+the input may be a pipe), and records into operations (``LineParser``)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,66 @@ import asyncio
 import collections
 import contextlib
 import csv
+import functools
+import hashlib
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
-import orjson
+from .._errors import ValidationError
+from .._model import Operation
+from ._import_lines import CsvColumns, HeaderError, LineOptions, build, line_event_id, parse_ndjson
+from ._import_options import EXIT_USAGE, FORMATS, Fatal, ImportOptions, UsageError
 
-CHECKPOINT_VERSION: Final = 1
 #: Records handed from the reader thread to the loop at a time.
 CHUNK: Final = 512
 _READ_SIZE: Final = 64 * 1024
+#: The input's identity (the salt of derived event ids) is a hash of its first bytes,
+#: which can be read from a pipe too, before anything is sent.
+HEAD_BYTES: Final = 64 * 1024
+_EXTENSIONS: Final = {
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+}
+#: Lines that are not JSON objects at the start of an input before it is taken for
+#: not NDJSON at all (a wrong --format).
+_NOT_NDJSON: Final = 20
 
 
-class UsageError(Exception):
-    """A problem the person running the command must fix (exit status 2)."""
+def read_head(f: BinaryIO) -> bytes:
+    """The input's first ``HEAD_BYTES`` (fewer if it is shorter)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < HEAD_BYTES:
+        chunk = f.read(HEAD_BYTES - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+def detect_format(opts: ImportOptions, head: bytes) -> str:
+    """``--format``, else the file's extension; stdin: NDJSON if it starts with ``{``."""
+    if opts.format is not None:
+        return opts.format
+    if opts.path == "-":
+        # No name to go by: an object on the first line means NDJSON.
+        return "ndjson" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+    ext = os.path.splitext(opts.path)[1].lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    raise UsageError(
+        f"cannot tell the format of {opts.path!r} from its extension; pass --format "
+        f"{' or '.join(FORMATS)} (.ndjson/.jsonl are NDJSON, .csv CSV, .tsv TSV)"
+    )
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -205,82 +248,99 @@ class Reader:
             self._thread.join(timeout=5)
 
 
-# -- checkpoint and errors file --------------------------------------------------------
+def records_of(
+    fmt: str, head: bytes, source: BinaryIO
+) -> Callable[[Callable[[], object]], Iterator[Record]]:
+    """The record iterator factory ``Reader`` wants, for ``fmt``."""
+
+    def records(before_read: Callable[[], object]) -> Iterator[Record]:
+        lines = input_lines(head, source, before_read)
+        if fmt == "ndjson":
+            return ndjson_records(lines)
+        return csv_records(lines, "\t" if fmt == "tsv" else ",")
+
+    return records
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# -- records to operations ---------------------------------------------------------------
 
 
-@dataclass
-class Checkpoint:
-    """Where an earlier run stopped: ``next_line`` and the hash of everything before."""
+def is_blank(rec: Record) -> bool:
+    """An empty line, or a CSV row of empty cells: skipped, not an error."""
+    if rec.fields is not None:
+        return all(not v.strip() for v in rec.fields)
+    return rec.error is None and not rec.raw.strip()
 
-    next_line: int
-    offset: int
-    prefix_sha256: str
-    format: str
-    options: dict[str, Any]
-    totals: dict[str, int]
-    complete: bool
 
-    @classmethod
-    def load(cls, path: str) -> Checkpoint | None:
+class LineParser:
+    """Turns records into operations with the SDK's own checks.
+
+    It owns what reading a format needs to remember: the CSV header's columns, and
+    (NDJSON) whether any line was an object yet, so that a wrong ``--format`` is one
+    clear error rather than one rejected line after another.
+    """
+
+    def __init__(self, path: str, fmt: str, options: LineOptions, head: bytes) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.options = options
+        #: Derived event ids are salted with the input's identity (see ``line_event_id``).
+        self.salt = hashlib.sha256(head).digest()
+        self.columns: CsvColumns | None = None
+        self._objects_seen = False
+        self._not_objects = 0
+
+    @property
+    def wants_header(self) -> bool:
+        """A CSV or TSV input whose header has not been read yet."""
+        return self.fmt != "ndjson" and self.columns is None
+
+    def take_header(self, rec: Record) -> None:
+        """Read the CSV header; a bad one stops the run (``Fatal``)."""
+        if rec.error is not None or rec.fields is None:
+            raise Fatal(f"{self.path}: the CSV header (line {rec.line}) {rec.error}", EXIT_USAGE)
         try:
-            with open(path, "rb") as f:
-                data = orjson.loads(f.read())
-        except FileNotFoundError:
-            return None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise UsageError(
-                f"cannot read the checkpoint {path}: {exc}; fix or delete it, or pass --restart"
+            self.columns = CsvColumns(rec.fields, self.options)
+        except HeaderError as exc:
+            hint = ""
+            if rec.fields[0].lstrip().startswith("{"):
+                hint = "; the input looks like NDJSON: pass --format ndjson"
+            raise Fatal(
+                f"{self.path}: CSV header (line {rec.line}): {exc}{hint}", EXIT_USAGE
             ) from None
-        try:
-            if data["version"] != CHECKPOINT_VERSION:
-                raise UsageError(
-                    f"the checkpoint {path} has version {data['version']!r}; this cio-async "
-                    f"writes version {CHECKPOINT_VERSION}. Pass --restart to start over."
-                )
-            return cls(
-                next_line=int(data["next_line"]),
-                offset=int(data["offset"]),
-                prefix_sha256=str(data["prefix_sha256"]),
-                format=str(data["format"]),
-                options=dict(data["options"]),
-                totals={str(k): int(v) for k, v in data["totals"].items()},
-                complete=bool(data["complete"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise UsageError(
-                f"the checkpoint {path} is not one cio-async wrote; delete it or pass --restart"
-            ) from None
 
+    def operation(self, rec: Record) -> Operation:
+        """The record's operation; ``ValidationError`` names what is wrong with it."""
+        if rec.error is not None:
+            raise ValidationError("line", rec.error)
+        if self.columns is None:
+            raw = rec.raw
+            if rec.line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a byte order mark
+            try:
+                obj = parse_ndjson(raw)
+            except ValidationError:
+                if not self._objects_seen:
+                    self._not_objects += 1
+                raise
+            self._objects_seen = True
+        else:
+            assert rec.fields is not None
+            obj = self.columns.line_object(rec.fields)
+        return build(
+            obj, self.options, functools.partial(line_event_id, self.salt, rec.line, rec.raw)
+        )
 
-def prepare_errors_file(path: str, keep_before: int) -> None:
-    """Start the errors file for this run: empty for a fresh run; for a resumed run,
-    only the entries of lines before the checkpoint (later lines are read again and
-    their errors written again)."""
-    if keep_before <= 1:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return
-    try:
-        with open(path, "rb") as f:
-            old = f.read().splitlines(keepends=True)
-    except FileNotFoundError:
-        return
-    kept = []
-    for raw in old:
-        try:
-            entry = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue  # a torn last line from a crash
-        line = entry.get("line") if isinstance(entry, dict) else None
-        if isinstance(line, int) and line < keep_before:
-            kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
-    atomic_write(path, b"".join(kept))
+    def check_format(self, rec: Record) -> None:
+        """After a rejected line: stop (``Fatal``) if the input starts with many lines
+        that are not JSON objects at all, as a wrong format is one error, not one per line."""
+        if self._objects_seen or self._not_objects < _NOT_NDJSON:
+            return
+        looks_csv = b"," in rec.raw or b"\t" in rec.raw
+        raise Fatal(
+            f"{self.path}: the first {_NOT_NDJSON} lines are not JSON objects, so "
+            "this is not NDJSON"
+            + ("; for CSV or TSV pass --format csv or --format tsv" if looks_csv else "")
+            + " (see the errors file or --dry-run for each line)",
+            EXIT_USAGE,
+        )

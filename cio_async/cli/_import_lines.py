@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import orjson
 
-from ._errors import ValidationError
-from ._model import Operation, Person
+from .._errors import ValidationError
+from .._model import Operation, Person
 
 __all__ = [
     "KINDS",
