@@ -34,6 +34,7 @@ from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
 from ._track import AccountRegion, TrackV1, TrackV2
 from ._transport import Transport
+from ._validate import check_finite
 
 __all__ = ["AsyncCustomerIO"]
 
@@ -472,6 +473,9 @@ class AsyncCustomerIO:
             if fp is not None and cache.seen(key, fp):
                 if timestamp is not None:
                     to_unix_seconds(timestamp, "timestamp")
+                if b"null" in fp:
+                    # NaN encodes like None: it must not pass as a repeat of a valid call.
+                    check_finite("attributes", attributes)
                 self._rec.deduplicated += 1
                 return p, None
             try:

@@ -231,3 +231,17 @@ async def test_merge_of_a_person_into_itself_is_refused(cio: AsyncCustomerIO) ->
     # Different people (and different kinds with the same text) still merge.
     assert Person("a").merge(Person(email="a@b.co")).action == "merge"
     assert Person("a").merge(Person(cio_id="a")).action == "merge"
+
+
+async def test_nan_is_not_deduplicated_as_a_repeat_of_none() -> None:
+    # Both encode to null, so the dedup fingerprint alone cannot tell them apart.
+    client = AsyncCustomerIO("site", "key", region=Region.custom("http://127.0.0.1:9"), batch=QUIET)
+    await client.start()
+    try:
+        assert await client.identify("42", {"x": None})
+        with pytest.raises(ValidationError) as exc:
+            await client.identify("42", {"x": math.nan})
+        assert exc.value.field == "attributes.x"
+        assert client.stats().admitted == 1
+    finally:
+        await client.aclose(timeout=0)
