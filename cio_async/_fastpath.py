@@ -33,7 +33,7 @@ from orjson import dumps
 from ._encode import _OPTS, _refill, _suffixes, json_default, ulid_time_prefix
 from ._model import person_ident
 from ._queue import MemoryQueue
-from ._validate import MAX_OPERATION_BYTES, check_text, event_name_rule, find_unencodable
+from ._validate import MAX_OPERATION_BYTES, check_text, event_name_rule, has_non_finite
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -134,7 +134,7 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
                 encoded = dumps(data, json_default, _OPTS)
             except (TypeError, ValueError):
                 return None  # the general path names the bad value
-            if b"null" in encoded and find_unencodable(data, ""):
+            if b"null" in encoded and has_non_finite(data):
                 return None  # NaN/inf encode as null: the general path rejects them
             payload = b"".join(
                 (head, ident, name_part, prefix_b, suffix.encode(), ts_attrs, encoded, b"}")

@@ -122,9 +122,33 @@ def encode_checked(field: str, value: Any) -> bytes:
 def check_finite(field: str, value: Any) -> None:
     """Raise ``ValidationError`` if ``value`` (already known to encode) holds a NaN or
     an infinity, which JSON cannot carry (orjson would send ``null``)."""
-    found = find_unencodable(value, field)
-    if found is not None:
-        raise ValidationError(*found)
+    if has_non_finite(value):
+        found = find_unencodable(value, field)
+        if found is not None:
+            raise ValidationError(*found)
+
+
+def has_non_finite(value: Any) -> bool:
+    """True if ``value`` (one that orjson encoded: no cycles, bounded depth) holds a
+    NaN or an infinity. Cheap: called whenever an encoding contains ``null``."""
+    if type(value) is dict:
+        value = value.values()
+    elif isinstance(value, Mapping):
+        value = list(value.values())
+    elif isinstance(value, float):
+        return value - value != 0
+    elif not isinstance(value, (list, tuple, set, frozenset)):
+        return False
+    for v in value:
+        t = type(v)
+        if t is float:
+            if v - v != 0:
+                return True
+        elif t is str or t is int or v is None or t is bool:
+            continue
+        elif has_non_finite(v):
+            return True
+    return False
 
 
 def _shorten(path: str) -> str:
@@ -137,58 +161,65 @@ def find_unencodable(value: Any, path: str) -> tuple[str, str] | None:
     Bounded: stops at ``MAX_DEPTH`` levels and at a container that contains itself,
     so cyclic and absurdly deep values are reported, not a ``RecursionError``.
     """
-    found = _walk(value, path, 0, set())
-    return None if found is None else (_shorten(found[0]), found[1])
+    found = _walk(value, 0, set())
+    if found is None:
+        return None
+    segments, reason = found
+    return _shorten(path + "".join(reversed(segments))), reason
 
 
-def _walk(value: Any, path: str, depth: int, active: set[int]) -> tuple[str, str] | None:
+def _walk(value: Any, depth: int, active: set[int]) -> tuple[list[str], str] | None:
+    """The reversed path segments to the first bad value and why, or None."""
     if isinstance(value, str):
         if not value.isascii() and not value.isprintable():
             try:
-                check_unicode(path, value)
+                check_unicode("", value)
             except ValidationError as exc:
-                return path, exc.message
+                return [], exc.message
         return None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-            return path, "is an integer outside the 64-bit range JSON numbers can carry"
+            return [], "is an integer outside the 64-bit range JSON numbers can carry"
         return None
     if isinstance(value, float):
         if value - value != 0:  # NaN and the infinities
-            return path, f"must be a finite number, got {value!r}"
+            return [], f"must be a finite number, got {value!r}"
         return None
     if isinstance(value, _dt.datetime):
         try:
-            to_unix_seconds(value, path)
+            to_unix_seconds(value, "")
         except ValidationError as exc:
-            return path, exc.message
+            return [], exc.message
         return None
     if isinstance(value, _dt.date):
         return None
     is_map = isinstance(value, Mapping)
     if not (is_map or isinstance(value, (list, tuple, set, frozenset))):
-        return path, f"is not JSON-serialisable ({type(value).__name__})"
+        return [], f"is not JSON-serialisable ({type(value).__name__})"
     if depth >= MAX_DEPTH:
-        return path, f"is nested more than {MAX_DEPTH} levels deep"
+        return [], f"is nested more than {MAX_DEPTH} levels deep"
     if id(value) in active:
-        return path, "contains itself (a cyclic reference)"
+        return [], "contains itself (a cyclic reference)"
     active.add(id(value))
     try:
         if is_map:
             for k, v in value.items():
                 if not isinstance(k, str):
-                    return f"{path}[{short_repr(k)}]", "keys must be strings"
-                found = _walk(k, f"{path}[{short_repr(k)}]", depth, active)
-                if found is None:
-                    found = _walk(v, f"{path}.{k}", depth + 1, active)
+                    return [f"[{short_repr(k)}]"], "keys must be strings"
+                found = _walk(k, depth, active)
                 if found is not None:
+                    return [f"[{short_repr(k)}]"], found[1]
+                found = _walk(v, depth + 1, active)
+                if found is not None:
+                    found[0].append(f".{k}")
                     return found
         else:
             for i, v in enumerate(value):
-                found = _walk(v, f"{path}[{i}]", depth + 1, active)
+                found = _walk(v, depth + 1, active)
                 if found is not None:
+                    found[0].append(f"[{i}]")
                     return found
     finally:
         active.discard(id(value))
