@@ -473,7 +473,7 @@ class AsyncCustomerIO:
             if fp is not None and cache.seen(key, fp):
                 if timestamp is not None:
                     to_unix_seconds(timestamp, "timestamp")
-                if b"null" in fp:
+                if fp.find(b"null") >= 0:
                     # NaN encodes like None: it must not pass as a repeat of a valid call.
                     check_finite("attributes", attributes)
                 self._rec.deduplicated += 1

@@ -134,8 +134,11 @@ def event_admitter(pipeline: Pipeline, action: str) -> FastAdmit:
                 encoded = dumps(data, json_default, _OPTS)
             except (TypeError, ValueError):
                 return None  # the general path names the bad value
-            if b"null" in encoded and has_non_finite(data):
-                return None  # NaN/inf encode as null: the general path rejects them
+            # NaN/inf encode as null: the general path rejects them. (``find``, not
+            # ``in``: bytes ``in`` first tries the needle as an int, a raised and
+            # cleared TypeError on every call.)
+            if encoded.find(b"null") >= 0 and has_non_finite(data):
+                return None
             payload = b"".join(
                 (head, ident, name_part, prefix_b, suffix.encode(), ts_attrs, encoded, b"}")
             )

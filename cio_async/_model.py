@@ -376,7 +376,7 @@ def event_payload(
         except (TypeError, ValueError):
             encode_checked("operation.attributes", attributes)  # names the bad value
             raise
-        if b"null" in encoded:
+        if encoded.find(b"null") >= 0:
             check_finite("operation.attributes", attributes)  # NaN/inf encode as null
         payload = b"".join(
             (
@@ -706,7 +706,7 @@ def _encode_op(body: dict[str, Any]) -> bytes:
     except (TypeError, ValueError):
         encode_checked("operation", body)  # raises with the offending path
         raise
-    if b"null" in payload:
+    if payload.find(b"null") >= 0:
         check_finite("operation", body)  # NaN/inf encode as null
     if len(payload) > MAX_OPERATION_BYTES:
         check_operation_size(payload)

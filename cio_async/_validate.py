@@ -113,7 +113,7 @@ def encode_checked(field: str, value: Any) -> bytes:
         if found is not None:
             raise ValidationError(*found) from None
         raise ValidationError(field, f"is not JSON-serialisable ({exc})") from None
-    if b"null" in raw:
+    if raw.find(b"null") >= 0:
         # orjson writes NaN and infinities as null; only then is a walk needed.
         check_finite(field, value)
     return raw
