@@ -88,6 +88,9 @@ _LAZY = {
     "asgi_lifespan": "._integrations",
     "install_signal_handlers": "._integrations",
     "CustomerIO": "._sync",
+    "SyncAppAPI": "._sync_api",
+    "SyncTrackV1": "._sync_api",
+    "SyncTrackV2": "._sync_api",
     "Pipelines": ".pipelines",
     "PipelinesRouter": ".pipelines",
     "WorkspaceRouter": "._router",
@@ -107,6 +110,7 @@ if _TYPE_CHECKING:
     )
     from ._router import WorkspaceRouter
     from ._sync import CustomerIO
+    from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2
     from ._webhooks import (
         WebhookError,
         WebhookEvent,
@@ -175,6 +179,9 @@ __all__ = [
     "SendResult",
     "ServerError",
     "Stats",
+    "SyncAppAPI",
+    "SyncTrackV1",
+    "SyncTrackV2",
     "TLSError",
     "TrackV1",
     "TrackV2",

@@ -20,6 +20,7 @@ from ._dedup import DedupCache, MemoryDedupCache, canonical
 from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
+from ._lastresort import LastResort, failure_kind, lost_summary
 from ._model import (
     Operation,
     Person,
@@ -32,6 +33,7 @@ from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
 from ._track import AccountRegion, TrackV1, TrackV2
 from ._transport import Transport
+from ._validate import check_finite
 from .delivery import (
     ADMITTED_YIELD,
     DECLINED,
@@ -233,6 +235,7 @@ class AsyncCustomerIO:
         self._person_listeners.append(self.app._person_changed)
         self._closing: asyncio.Future[FlushResult] | None = None
         self._region_checked = False
+        self._last_resort = LastResort()
         self._state = _State.NEW
 
     def _after_fork(self) -> None:
@@ -332,6 +335,15 @@ class AsyncCustomerIO:
             self._dedup.evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
+        elif op is not None:
+            # Nobody is told otherwise when the application configured no logging.
+            kind = failure_kind(exc)
+            self._last_resort.report(
+                kind,
+                f"deliveries to Customer.io are failing ({type(exc).__name__}: {exc}); "
+                "the operations are lost. Configure logging or pass on_error= to see "
+                "each failure.",
+            )
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
         if self._dedup and _is_identify(op):
@@ -437,6 +449,11 @@ class AsyncCustomerIO:
                 self._state = _State.CLOSED
         if result.dropped:
             log.warning("cio_async closed with %d operation(s) undelivered", result.dropped)
+        lost = lost_summary(self._rec.failed, self._rec.dropped)
+        if lost:
+            self._last_resort.report(
+                "closed", f"closed with operations lost since the client started: {lost}"
+            )
         return result
 
     def spawn(
@@ -471,6 +488,18 @@ class AsyncCustomerIO:
                 source=self,
                 stacklevel=2,
             )
+            queued = pipeline.queue_depth if pipeline is not None else 0
+            batches = pipeline.in_flight if pipeline is not None else 0
+            if queued or batches:
+                message = (
+                    f"an AsyncCustomerIO was never closed: {queued} queued operation(s)"
+                    + (f" and {batches} batch(es) in flight" if batches else "")
+                    + " were lost; call 'await client.aclose()' or use 'async with'"
+                )
+                log.error("cio_async: %s", message)
+                last_resort = getattr(self, "_last_resort", None)
+                if last_resort is not None:
+                    last_resort.report("unclosed", message)
 
     # -- pipeline operations -----------------------------------------------------------
 
@@ -538,6 +567,9 @@ class AsyncCustomerIO:
             if fp is not None and cache.seen(key, fp):
                 if timestamp is not None:
                     to_unix_seconds(timestamp, "timestamp")
+                if fp.find(b"null") >= 0:
+                    # NaN encodes like None: it must not pass as a repeat of a valid call.
+                    check_finite("attributes", attributes)
                 self._rec.deduplicated += 1
                 return p, None
             try:
@@ -902,6 +934,8 @@ class AsyncCustomerIO:
     def send_nowait(self, operation: Operation) -> Dropped | None:
         """``send`` without awaiting (see ``track_nowait``); ``DROPPED`` as ``send``."""
         self._check_track()
+        if not isinstance(operation, Operation):
+            raise ConfigurationError("send_nowait() takes an Operation")
         if self._delivery.on_loop_thread():
             self._bypassed_dedup(operation)
         return None if self._enqueue_nowait(operation.payload) else DROPPED

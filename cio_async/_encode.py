@@ -57,7 +57,23 @@ def to_unix_seconds(value: object, field: str) -> int:
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=_UTC)
-        secs = int(value.timestamp())
+        try:
+            secs = int(value.timestamp())
+        except (OverflowError, ValueError, OSError):
+            secs = -1 if value.year < 1970 else _MAX_SECONDS + 1
+        if secs < 0:
+            raise ValidationError(
+                field,
+                f"{value.isoformat()} is before 1970-01-01; Customer.io timestamps are "
+                "Unix seconds and cannot be negative",
+            )
+        if secs > _MAX_SECONDS:
+            raise ValidationError(
+                field,
+                f"{value.isoformat()} is too far in the future (after the year 5138) "
+                "for a Unix-seconds timestamp",
+            )
+        return secs
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(
             field, f"must be Unix seconds (int) or a datetime, got {type(value).__name__}"

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Final
 from ._encode import to_unix_seconds
 from ._errors import ValidationError
 from ._model import Person, PersonRef, as_person
-from ._validate import check_id, check_text, encode_checked
+from ._validate import check_id, check_text, encode_checked, short_repr
 
 __all__ = [
     "SendResult",
@@ -111,7 +111,7 @@ def _encode_attachments(value: object) -> dict[str, str] | None:
     out: dict[str, str] = {}
     total = 0
     for name, content in value.items():
-        where = f"attachments[{name!r}]"
+        where = f"attachments[{short_repr(name)}]"
         check_text(where, name, 1000)
         stem, dot, ext = str(name).rpartition(".")
         if not dot or not stem or not ext:

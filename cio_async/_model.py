@@ -20,10 +20,13 @@ from ._errors import ValidationError
 from ._validate import (
     MAX_OPERATION_BYTES,
     check_attributes,
+    check_finite,
     check_id,
     check_operation_size,
     check_text,
+    check_unicode,
     encode_checked,
+    short_repr,
 )
 
 __all__ = [
@@ -278,6 +281,8 @@ class Person(_Frozen):
         other = as_person(secondary, "secondary")
         if other.kind == "phone" or self.kind == "phone":
             raise ValidationError("secondary", "merge takes id, email or cio_id identifiers")
+        if other == self:
+            raise ValidationError("secondary", "cannot merge a person into itself")
         body = {
             "type": "person",
             "action": "merge",
@@ -289,7 +294,7 @@ class Person(_Frozen):
 
 def person_ident(ref: PersonRef) -> tuple[str, str]:
     """``(kind, value)`` of a person reference; the hot path skips building a Person."""
-    if type(ref) is str and 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii():
+    if type(ref) is str and 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii() and ref.isprintable():
         if "@" in ref:
             return "email", ref
         if not ref.startswith("cio_") and not ref.isspace():
@@ -322,7 +327,12 @@ def as_person(ref: PersonRef, field: str = "person") -> Person:
         return ref
     if isinstance(ref, str):
         # Fast path for the common case; same rules as Person() plus shape detection.
-        if 0 < len(ref) <= _FAST_ID_CHARS and ref.isascii() and not ref.isspace():
+        if (
+            0 < len(ref) <= _FAST_ID_CHARS
+            and ref.isascii()
+            and ref.isprintable()
+            and not ref.isspace()
+        ):
             if "@" in ref:
                 return Person._trusted("email", ref)
             if ref.startswith("cio_"):
@@ -431,6 +441,10 @@ class Object(_Frozen):
         attributes: Mapping[str, Any] | None = None,
     ) -> Operation:
         """Create or update this object and relate it to anonymous visitors."""
+        if isinstance(anonymous_ids, (str, bytes, Mapping)) or not isinstance(
+            anonymous_ids, Iterable
+        ):
+            raise ValidationError("anonymous_ids", "must be a list of anonymous ids")
         rels = [
             {"identifiers": {"anonymous_id": check_id(f"anonymous_ids[{i}]", a)}}
             for i, a in enumerate(anonymous_ids)
@@ -510,7 +524,7 @@ class Delivery(_Frozen):
 
     def event(self, name: str, device_token: str, *, timestamp: object = None) -> Operation:
         """Report ``opened``, ``converted`` or ``delivered`` for a push delivery."""
-        if name not in DELIVERY_EVENTS:
+        if not isinstance(name, str) or name not in DELIVERY_EVENTS:
             raise ValidationError("name", f"must be one of {sorted(DELIVERY_EVENTS)}")
         check_text("device_token", device_token, 4096)
         body = {
@@ -649,6 +663,8 @@ def _encode_op(body: dict[str, Any]) -> bytes:
     except (TypeError, ValueError):
         encode_checked("operation", body)  # raises with the offending path
         raise
+    if payload.find(b"null") >= 0:
+        check_finite("operation", body)  # NaN/inf encode as null
     if len(payload) > MAX_OPERATION_BYTES:
         check_operation_size(payload)
     # orjson hands back an over-allocated buffer; keeping hundreds of thousands of those
@@ -684,7 +700,7 @@ def _identify_attributes(
 def _relationships(
     rels: Iterable[RelationshipRef], target: type, required: bool = False
 ) -> list[dict[str, Any]]:
-    if isinstance(rels, (str, bytes, Mapping)):
+    if isinstance(rels, (str, bytes, Mapping)) or not isinstance(rels, Iterable):
         raise ValidationError("relationships", "must be a list of Relationship")
     out = []
     for i, r in enumerate(rels):
@@ -708,8 +724,8 @@ def _device(
     token: str, platform: str, last_used: object, attributes: Mapping[str, Any] | None, *, key: str
 ) -> dict[str, Any]:
     check_text("token", token, 4096)
-    if platform not in DEVICE_PLATFORMS:
-        raise ValidationError("platform", f"must be 'ios' or 'android', got {platform!r}")
+    if not isinstance(platform, str) or platform not in DEVICE_PLATFORMS:
+        raise ValidationError("platform", f"must be 'ios' or 'android', got {short_repr(platform)}")
     device: dict[str, Any] = {key: token, "platform": platform}
     if last_used is not None:
         device["last_used"] = to_unix_seconds(last_used, "last_used")
@@ -717,8 +733,15 @@ def _device(
         if not isinstance(attributes, Mapping):
             raise ValidationError("attributes", "must be a mapping")
         for k, v in attributes.items():
+            if not isinstance(k, str):
+                raise ValidationError(
+                    f"attributes[{short_repr(k)}]", "attribute names must be strings"
+                )
             if not isinstance(v, (str, bool)):
                 raise ValidationError(f"attributes.{k}", "device attributes must be strings")
+            if isinstance(v, str):
+                check_unicode(f"attributes.{k}", v)
+            check_unicode(f"attributes[{short_repr(k)}]", k)
         # Customer.io documents device attributes as strings ("true"/"false" for flags).
         device["attributes"] = {
             k: ("true" if v else "false") if isinstance(v, bool) else v

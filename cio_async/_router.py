@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._app import AppAPI
 from ._client import AsyncCustomerIO
 from ._dropped import Dropped
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ValidationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
 from ._stats import Stats
+from ._track import TrackV1, TrackV2
 from .delivery import FlushResult
 
 __all__ = ["WorkspaceRouter"]
@@ -80,6 +82,40 @@ class WorkspaceRouter:
     def client_for(self, person: PersonRef, workspace: str | None = None) -> AsyncCustomerIO:
         """The client a call about ``person`` goes to."""
         return self._clients[self.workspace_for(person, workspace)]
+
+    def _client_for_operation(self, operation: Operation, workspace: str | None) -> AsyncCustomerIO:
+        if not isinstance(operation, Operation):
+            raise ConfigurationError(
+                "takes an Operation; build one with Person(...), Object(...) or Delivery(...)"
+            )
+        if workspace is None and operation.type == "person":
+            return self.client_for(Person._from_key(operation.key))
+        return self[workspace if workspace is not None else self._default]
+
+    @property
+    def default(self) -> AsyncCustomerIO:
+        """The default workspace's client."""
+        return self._clients[self._default]
+
+    @property
+    def v1(self) -> TrackV1:
+        """The default workspace's Track v1 calls (``router["eu"].v1`` for another)."""
+        return self.default.v1
+
+    @property
+    def v2(self) -> TrackV2:
+        """The default workspace's raw Track v2 calls (``router["eu"].v2`` for another)."""
+        return self.default.v2
+
+    @property
+    def app(self) -> AppAPI:
+        """The default workspace's App API (``router["eu"].app`` for another)."""
+        return self.default.app
+
+    @property
+    def closed(self) -> bool:
+        """True once every client is closed (or closing)."""
+        return all(c.closed for c in self._clients.values())
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -233,13 +269,98 @@ class WorkspaceRouter:
             person, relationships, wait=wait
         )
 
+    async def delete_relationships(
+        self,
+        person: PersonRef,
+        relationships: Iterable[RelationshipRef],
+        *,
+        workspace: str | None = None,
+        wait: bool = False,
+    ) -> Dropped | None:
+        """``AsyncCustomerIO.delete_relationships`` in the person's workspace."""
+        return await self.client_for(person, workspace).delete_relationships(
+            person, relationships, wait=wait
+        )
+
+    async def delete_device(
+        self, person: PersonRef, token: str, *, workspace: str | None = None, wait: bool = False
+    ) -> Dropped | None:
+        """``AsyncCustomerIO.delete_device`` in the person's workspace."""
+        return await self.client_for(person, workspace).delete_device(person, token, wait=wait)
+
+    async def merge(
+        self,
+        primary: PersonRef,
+        secondary: PersonRef,
+        *,
+        workspace: str | None = None,
+        wait: bool = False,
+    ) -> Dropped | None:
+        """``AsyncCustomerIO.merge`` in the primary's workspace. Without ``workspace=``,
+        a secondary the resolver places in another workspace is refused: a merge
+        cannot cross workspaces."""
+        name = self.workspace_for(primary, workspace)
+        if workspace is None and self._resolver is not None:
+            other = self.workspace_for(secondary)
+            if other != name:
+                raise ValidationError(
+                    "secondary",
+                    f"belongs to workspace {other!r} and the primary to {name!r}; a merge "
+                    "cannot cross workspaces (pass workspace= to merge in one)",
+                )
+        return await self._clients[name].merge(primary, secondary, wait=wait)
+
+    def page_nowait(
+        self,
+        person: PersonRef,
+        url: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        workspace: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """``AsyncCustomerIO.page_nowait`` in the person's workspace."""
+        return self.client_for(person, workspace).page_nowait(person, url, data, **kwargs)
+
+    def screen_nowait(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        workspace: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """``AsyncCustomerIO.screen_nowait`` in the person's workspace."""
+        return self.client_for(person, workspace).screen_nowait(person, name, data, **kwargs)
+
+    async def track_anonymous(
+        self,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        workspace: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """``AsyncCustomerIO.track_anonymous`` in ``workspace`` (default: the default
+        workspace; there is no person to resolve)."""
+        client = self[workspace if workspace is not None else self._default]
+        return await client.track_anonymous(name, data, **kwargs)
+
     async def send(
         self, operation: Operation, *, workspace: str | None = None, wait: bool = False
     ) -> Dropped | None:
         """Queue any operation: person operations follow the resolver; others (objects,
         deliveries) go to ``workspace`` or the default workspace."""
-        if workspace is None and operation.type == "person":
-            client = self.client_for(Person._from_key(operation.key))
-        else:
-            client = self[workspace if workspace is not None else self._default]
-        return await client.send(operation, wait=wait)
+        return await self._client_for_operation(operation, workspace).send(operation, wait=wait)
+
+    def send_nowait(self, operation: Operation, *, workspace: str | None = None) -> Dropped | None:
+        """``send`` without awaiting (see ``AsyncCustomerIO.send_nowait``)."""
+        return self._client_for_operation(operation, workspace).send_nowait(operation)
+
+    async def submit(
+        self, operation: Operation, *, workspace: str | None = None, urgent: bool = True
+    ) -> asyncio.Future[None]:
+        """``AsyncCustomerIO.submit`` routed like ``send``: a future for the delivery."""
+        client = self._client_for_operation(operation, workspace)
+        return await client.submit(operation, urgent=urgent)

@@ -24,17 +24,21 @@ import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncCustomerIO
+from ._config import ClientConfig
 from ._dropped import DROPPED, Dropped
 from ._errors import ClientClosedError
-from ._model import Operation, PersonRef
+from ._model import Operation, PersonRef, RelationshipRef
 from ._stats import Stats
+from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2, future_of
+from ._track import AccountRegion
 from .delivery import FlushResult
 
 __all__ = ["CustomerIO"]
@@ -102,31 +106,6 @@ class _Runner(Generic[C]):
             self._stop()
 
 
-class _Proxy:
-    """``client.v1`` / ``client.app`` for sync code: every method runs on the loop
-    thread; coroutines are awaited there, async iterators (``app.search_people``) are
-    collected into a list."""
-
-    def __init__(self, owner: CustomerIO, attr: str) -> None:
-        self._owner = owner
-        self._attr = attr
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        attr = self._attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._owner._call_on(
-                lambda c: functools.partial(_resolve, getattr(getattr(c, attr), name)),
-                *args,
-                **kwargs,
-            )
-
-        call.__name__ = name
-        return call
-
-
 async def _resolve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
@@ -152,14 +131,22 @@ class CustomerIO:
     Callbacks (``on_error``, ``on_drop``, hooks) run on the loop thread.
     """
 
+    v1: SyncTrackV1
+    v2: SyncTrackV2
+    app: SyncAppAPI
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._args = args
         self._kwargs = kwargs
         self._lock = threading.Lock()
         self._closed = False
         self._current: _Runner[AsyncCustomerIO] | None = None
-        self.v1: Any = _Proxy(self, "v1")
-        self.app: Any = _Proxy(self, "app")
+        #: Track v1 calls (``AsyncCustomerIO.v1``), blocking.
+        self.v1 = SyncTrackV1(self._on_loop)
+        #: Raw Track v2 calls (``AsyncCustomerIO.v2``), blocking.
+        self.v2 = SyncTrackV2(self._on_loop)
+        #: The App API (``AsyncCustomerIO.app``), blocking; ``app.send_nowait`` does not.
+        self.app = SyncAppAPI(self._on_loop)
         # Built now so bad arguments fail here; it binds to nothing until the loop
         # thread (started on first use) starts it.
         self._prepared: tuple[int, AsyncCustomerIO] | None = (
@@ -202,6 +189,12 @@ class CustomerIO:
         runner = self._runner()
         return runner.portal.call(functools.partial(pick(runner.client), *args, **kwargs))
 
+    def _on_loop(self, fn: Callable[[AsyncCustomerIO], Any], *, wait: bool = True) -> Any:
+        runner = self._runner()
+        if wait:
+            return runner.portal.call(_resolve, fn, runner.client)
+        return runner.portal.call(fn, runner.client)
+
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._call_on(lambda c: getattr(c, method), *args, **kwargs)
 
@@ -234,6 +227,19 @@ class CustomerIO:
         """Queue any Track v2 operation at once."""
         self._runner().client.send_nowait(operation)
 
+    # The ``*_nowait`` names of ``AsyncCustomerIO``: the same non-blocking calls.
+    track_nowait = track
+    page_nowait = page
+    screen_nowait = screen
+    send_nowait = send
+
+    def identify_nowait(
+        self, person: PersonRef, attributes: Mapping[str, Any] | None = None, **kw: Any
+    ) -> bool | Dropped:
+        """Queue an identify at once (``identify_nowait`` on the calling thread:
+        deduplication applies on the loop thread only)."""
+        return self._runner().client.identify_nowait(person, attributes, **kw)
+
     # -- waited calls ------------------------------------------------------------------
 
     def identify(
@@ -265,6 +271,62 @@ class CustomerIO:
     def merge(self, primary: PersonRef, secondary: PersonRef, **kw: Any) -> None:
         """Merge ``secondary`` into ``primary``."""
         self._call("merge", primary, secondary, **kw)
+
+    def add_device(self, person: PersonRef, token: str, platform: str, **kw: Any) -> None:
+        """Add or update a push device (``ios`` or ``android``)."""
+        self._call("add_device", person, token, platform, **kw)
+
+    def delete_device(self, person: PersonRef, token: str, **kw: Any) -> None:
+        """Remove a push device."""
+        self._call("delete_device", person, token, **kw)
+
+    def add_relationships(
+        self, person: PersonRef, relationships: Iterable[RelationshipRef], **kw: Any
+    ) -> None:
+        """Relate a person to objects."""
+        self._call("add_relationships", person, relationships, **kw)
+
+    def delete_relationships(
+        self, person: PersonRef, relationships: Iterable[RelationshipRef], **kw: Any
+    ) -> None:
+        """Remove relationships between a person and objects."""
+        self._call("delete_relationships", person, relationships, **kw)
+
+    def submit(self, operation: Operation, *, urgent: bool = True) -> Future[None]:
+        """Queue ``operation`` and return a ``concurrent.futures.Future`` for its
+        delivery, without waiting (see ``AsyncCustomerIO.submit``)."""
+
+        async def submit(client: AsyncCustomerIO) -> Future[None]:
+            return future_of(await client.submit(operation, urgent=urgent))
+
+        result: Future[None] = self._on_loop(submit)
+        return result
+
+    def track_anonymous(self, name: str, data: Mapping[str, Any] | None = None, **kw: Any) -> str:
+        """An anonymous (or invite) event, a direct v1 request; returns its id."""
+        return str(self._call("track_anonymous", name, data, **kw))
+
+    def check_region(self) -> AccountRegion:
+        """See ``AsyncCustomerIO.check_region``."""
+        result: AccountRegion = self._call("check_region")
+        return result
+
+    def start(self) -> None:
+        """Start the loop thread and the client now (done on first use otherwise)."""
+        self._runner()
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> CustomerIO:
+        """A client configured from ``CUSTOMERIO_*`` environment variables (see
+        ``ClientConfig.from_env``); other keyword arguments go to the constructor."""
+        config_keys = set(ClientConfig.__dataclass_fields__)
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_keys}
+        return cls(config=ClientConfig.from_env(**overrides), **kwargs)
+
+    @property
+    def config(self) -> ClientConfig:
+        """The frozen configuration."""
+        return self._runner().client.config
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Deliver everything queued so far (or until ``timeout``)."""

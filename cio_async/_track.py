@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ._encode import dumps, new_ulid, to_unix_seconds
 from ._errors import ValidationError
 from ._model import (
+    DELIVERY_EVENTS,
     Object,
     Operation,
     PersonRef,
@@ -291,8 +292,8 @@ class TrackV1:
             raise ValidationError("segment_id", "must be a positive integer")
         if id_type not in ("id", "email", "cio_id"):
             raise ValidationError("id_type", "must be 'id', 'email' or 'cio_id'")
-        if isinstance(ids, (str, bytes)):
-            raise ValidationError("ids", "must be a list of identifiers, not a string")
+        if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+            raise ValidationError("ids", "must be a list of identifiers")
         clean = [check_id(f"ids[{i}]", v) for i, v in enumerate(ids)]
         if not clean:
             raise ValidationError("ids", "must not be empty")
@@ -332,7 +333,7 @@ class TrackV1:
             "POST",
             f"/api/v1/forms/{quote_path(form_id)}/submit",
             "submit_form",
-            dumps({"data": data}),
+            b'{"data":' + encode_checked("data", data) + b"}",
         )
 
     async def report_metric(
@@ -365,6 +366,42 @@ class TrackV1:
             if v is not None:
                 body[k] = check_text(k, v, 2048)
         await self._call("POST", "/api/v1/metrics", "report_metric", dumps(body))
+
+    async def report_push_event(
+        self,
+        delivery_id: str,
+        event: str,
+        device_id: str,
+        *,
+        timestamp: object = None,
+    ) -> None:
+        """Report a push notification's ``opened``, ``converted`` or ``delivered``
+        (``POST /api/v1/push/events``, the legacy form; ``report_metric`` is the
+        current one). ``device_id`` is the device token; ``timestamp`` defaults to now."""
+        check_text("delivery_id", delivery_id, 1024)
+        if not isinstance(event, str) or event not in DELIVERY_EVENTS:
+            raise ValidationError("event", f"must be one of {sorted(DELIVERY_EVENTS)}")
+        check_text("device_id", device_id, 4096)
+        body = {
+            "delivery_id": delivery_id,
+            "event": event,
+            "device_id": device_id,
+            "timestamp": _ts(timestamp, "timestamp"),
+        }
+        await self._call("POST", "/api/v1/push/events", "report_push_event", dumps(body))
+
+    async def unsubscribe(self, delivery_id: str) -> None:
+        """Unsubscribe the person a message delivery went to
+        (``POST /unsubscribe/{delivery_id}`` with ``{"unsubscribe": true}``), for a
+        custom unsubscribe page. Customer.io attributes the unsubscribe to that
+        delivery."""
+        check_text("delivery_id", delivery_id, 1024)
+        await self._call(
+            "POST",
+            f"/unsubscribe/{quote_path(delivery_id)}",
+            "unsubscribe",
+            b'{"unsubscribe":true}',
+        )
 
     async def get_region(self) -> AccountRegion:
         """Ask which region the credentials belong to (``GET /api/v1/accounts/region``)."""

@@ -46,11 +46,13 @@ from .._errors import ValidationError
 from .._model import PersonRef, person_ident
 from .._validate import (
     MAX_OPERATION_BYTES,
+    check_finite,
     check_id,
     check_operation_size,
     check_text,
     encode_checked,
     event_name_rule,
+    has_non_finite,
 )
 from ._accumulator import ADMITTED, DECLINED
 
@@ -116,6 +118,8 @@ def encode_event(
         except (TypeError, ValueError):
             encode_checked("operation.attributes", attributes)  # names the bad value
             raise
+        if encoded.find(b"null") >= 0:
+            check_finite("operation.attributes", attributes)  # NaN/inf encode as null
         payload = b"".join(
             (
                 _HEADS[action],
@@ -185,6 +189,11 @@ def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
                 encoded = dumps(data, json_default, _OPTS)
             except (TypeError, ValueError):
                 return None  # the general path names the bad value
+            # NaN/inf encode as null: the general path refuses them by name. (``find``,
+            # not ``in``: bytes ``in`` first tries the needle as an int, a raised and
+            # cleared TypeError on every call.)
+            if encoded.find(b"null") >= 0 and has_non_finite(data):
+                return None
         else:
             encoded = None
         ms = time_ns() // 1_000_000

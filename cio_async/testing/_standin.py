@@ -29,7 +29,7 @@ from ._cdp_standin import PipelinesState, register_cdp
 from ._control import CONTROL_PREFIX, register_control
 from ._faults import Fault, FaultScript, RateWindow, abort
 from ._records import RecordedOperation, RecordedRequest
-from ._track_routes import MAX_BATCH_BYTES, register_track_routes
+from ._track_routes import MAX_BATCH_BYTES, NO_AUTH_PREFIX, register_track_routes
 
 __all__ = ["Fault", "RecordedOperation", "RecordedRequest", "StandIn"]
 
@@ -423,7 +423,7 @@ class StandIn:
             finally:
                 self.held -= 1
         path = request.path
-        api = "track" if path.startswith("/api/") else "app"
+        api = "track" if path.startswith(("/api/", NO_AUTH_PREFIX)) else "app"
         rec = RecordedRequest(
             request.method,
             path,
@@ -479,7 +479,7 @@ class StandIn:
                 self.counts["unauthorized"] += 1
                 rec.status = denied.status
                 return denied
-        elif request.headers.get("Authorization") != (
+        elif not path.startswith(NO_AUTH_PREFIX) and request.headers.get("Authorization") != (
             self._track_auth if api == "track" else self._app_auth
         ):
             self.counts["unauthorized"] += 1

@@ -20,7 +20,7 @@ from ._records import RecordedOperation
 if TYPE_CHECKING:
     from ._standin import StandIn
 
-__all__ = ["register_track_routes"]
+__all__ = ["NO_AUTH_PREFIX", "register_track_routes"]
 
 MAX_ID_BYTES = 150
 MAX_EVENT_NAME_BYTES = 100
@@ -470,3 +470,56 @@ def register_track_routes(standin: StandIn, app: web.Application) -> None:
     r.add_get("/api/v1/accounts/region", checked(routes.v1_region))
     r.add_post("/api/v2/entity", checked(routes.v2_entity))
     r.add_post("/api/v2/batch", checked(routes.v2_batch))
+    _register_v1_extras(standin, app, checked)
+
+
+# -- Track v1 extras: legacy push events and custom unsubscribe --------------------------
+
+#: Paths Customer.io serves without authentication (on the Track host).
+NO_AUTH_PREFIX = "/unsubscribe/"
+_PUSH_EVENTS = frozenset({"opened", "converted", "delivered"})
+
+
+def _register_v1_extras(
+    standin: StandIn,
+    app: web.Application,
+    checked: Callable[
+        [Callable[[web.Request], Awaitable[web.Response]]],
+        Callable[[web.Request], Awaitable[web.Response]],
+    ],
+) -> None:
+    """``POST /api/v1/push/events`` and ``POST /unsubscribe/{delivery_id}`` (no auth)."""
+
+    async def push_event(request: web.Request) -> web.Response:
+        body = await _TrackRoutes._body(request)
+        if not isinstance(body, Mapping):
+            raise _Invalid("body", "must be an object")
+        for key in ("delivery_id", "device_id"):
+            if not isinstance(body.get(key), str) or not body[key].strip():
+                raise _Invalid(key, "is required")
+        if body.get("event") not in _PUSH_EVENTS:
+            raise _Invalid("event", "must be opened, converted or delivered")
+        ts = body.get("timestamp")
+        if ts is not None and (not isinstance(ts, int) or not 0 <= ts <= 99_999_999_999):
+            raise _Invalid("timestamp", "must be Unix seconds")
+        standin.accept(
+            RecordedOperation(
+                "v1", "push", str(body["event"]), {"delivery_id": body["delivery_id"]}, body
+            )
+        )
+        return _json({})
+
+    async def unsubscribe(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            raise _Invalid("Content-Type", "must be application/json")
+        body = await _TrackRoutes._body(request)
+        if not isinstance(body, Mapping) or body.get("unsubscribe") is not True:
+            raise _Invalid("unsubscribe", "must be true")
+        delivery_id = request.match_info["delivery_id"]
+        standin.accept(
+            RecordedOperation("v1", "delivery", "unsubscribe", {"delivery_id": delivery_id}, body)
+        )
+        return _json({})
+
+    app.router.add_post("/api/v1/push/events", checked(push_event))
+    app.router.add_post(NO_AUTH_PREFIX + "{delivery_id}", checked(unsubscribe))
