@@ -140,24 +140,33 @@ class Spool:
         self._written_upto = 1  # thread side: ids below this were written
         self._preacked: set[int] = set()  # thread side: acked before written
         self._failing_thread = False
+        self._opened = False
+        self._open_error: BaseException | None = None
+        self._on_open: Callable[[BaseException | None], None] | None = None
         self._read: dict[int, int] = {}
 
     # -- loop side ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create this process's file, adopt files of dead processes, start the thread."""
+    def begin(self, on_open: Callable[[BaseException | None], None] | None = None) -> None:
+        """On the event loop: start the writer thread, which creates this process's
+        file and adopts files of dead processes, then calls ``on_open(error)`` on the
+        loop. Appends may start at once (they wait in memory for the file)."""
         if self._pid != os.getpid():
             self._after_fork()
-        if self._started is not None:
-            await asyncio.shield(self._started)
+        if self._thread is not None:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._on_open = on_open
         self._started = loop.create_future()
         self._closed = loop.create_future()
-        os.makedirs(self.directory, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="cio_async-spool", daemon=True)
         self._thread.start()
+
+    async def start(self) -> None:
+        """``begin()`` and wait until the file is open (raises ``SpoolError``)."""
+        self.begin()
+        assert self._started is not None
         await asyncio.shield(self._started)
 
     @property
@@ -187,6 +196,8 @@ class Spool:
         fut = self._loop.create_future()
         if id_ < self._durable_upto:
             fut.set_result(None)
+        elif self._open_error is not None:
+            fut.set_exception(self._open_error)
         else:
             self._waiters.append((id_, fut))
         return fut
@@ -202,11 +213,30 @@ class Spool:
             self._idle = False
             self._wake.set()
 
+    def request_replay(
+        self, limit: int, on_rows: Callable[[list[tuple[int, bytes]]], None]
+    ) -> None:
+        """Read the next rows (id, payload) of adopted files, at most ``limit``, in the
+        writer thread; ``on_rows(rows)`` is called on the loop (empty: all read)."""
+        self._call(lambda: self._read_replay(limit)).add_done_callback(
+            lambda f: None if f.cancelled() or f.exception() else on_rows(f.result())
+        )
+
     async def replay_page(self, limit: int) -> list[tuple[int, bytes]]:
         """The next rows (id, payload) of adopted files, at most ``limit``; empty when
         all have been read."""
         rows: list[tuple[int, bytes]] = await self._call(lambda: self._read_replay(limit))
         return rows
+
+    @property
+    def replay_pending(self) -> bool:
+        """True while adopted files may still have unread rows."""
+        return bool(self._cursors) or not self._opened
+
+    @property
+    def alive(self) -> bool:
+        """False once the writer thread failed to open the spool or stopped."""
+        return self._open_error is None
 
     async def commit(self) -> None:
         """Commit what is appended now and wait for it."""
@@ -261,6 +291,16 @@ class Spool:
                 self._commit_max = commit_s
         self._disk = disk
 
+    def _opened_on_loop(self, err: BaseException | None) -> None:
+        self._opened = True
+        if err is not None:
+            self._fail_waiters(err)
+            _set_exception(self._started, err)
+        else:
+            _set_result(self._started)
+        if self._on_open is not None:
+            self._on_open(err)
+
     def _fail_waiters(self, exc: BaseException) -> None:
         """On the loop: writes are failing; callers waiting for durability learn it."""
         self.failing = True
@@ -297,16 +337,19 @@ class Spool:
             self._open()
         except BaseException as exc:  # noqa: BLE001 - reported to the starting coroutine
             err = SpoolError(f"cannot open a spool file in {self.directory}: {exc}")
-            self._post(_set_exception, self._started, err)
+            log.error("cio_async %s", err)
+            self._open_error = err
+            self._post(self._opened_on_loop, err)
             self._post(_set_result, self._closed)
             return
-        self._post(_set_result, self._started)
+        self._post(self._opened_on_loop, None)
         try:
             self._loop_forever()
         finally:
             self._finish()
 
     def _open(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
         self._own = _file.create_file(self.directory, self.synchronous)
         self.path = self._own.path
         if not self._adopt:
@@ -421,9 +464,11 @@ class Spool:
                 if not i >> _SHIFT and i < first:
                     self._preacked.discard(i)
             self._write_failed(exc)
-            # Acks of adopted files do not depend on this file: keep them; retry ours.
+            # Ours are retried with the next transaction; adopted files are separate.
             del acks[:n_acks]
             acks.extend(i for i in ack_ids if not i >> _SHIFT)
+            for k, rowids in theirs.items():
+                self._ack_adopted(k, rowids)
             return False
         del acks[:n_acks]
         del buf[:n]
