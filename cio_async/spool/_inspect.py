@@ -65,7 +65,8 @@ def inspect_dir(directory: str) -> list[FileReport]:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
                 n, nbytes, oldest, newest = conn.execute(
-                    "SELECT count(*), coalesce(sum(length(body)), 0), min(t), max(t) FROM ops"
+                    "SELECT coalesce(sum(n), 0), coalesce(sum(length(body)), 0),"
+                    " min(t), max(t) FROM ops"
                 ).fetchone()
                 meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
             finally:

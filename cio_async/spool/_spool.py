@@ -128,7 +128,7 @@ class Spool:
         self._own: SpoolFile | None = None
         self._adopted: dict[int, SpoolFile] = {}
         self._cursors: dict[int, int] = {}
-        self._remaining: dict[int, int] = {}
+        self._tracks: dict[int, _file.Rows] = {}  # per adopted file, rows read so far
         self._commits = 0
         self._commit_total = 0.0
         self._commit_max = 0.0
@@ -141,9 +141,12 @@ class Spool:
         self._preacked: set[int] = set()  # thread side: acked before written
         self._failing_thread = False
         self._opened = False
+        self._adopted_rows = 0  # thread side, handed to the loop when open
+        self._adopted_bytes = 0
         self._open_error: BaseException | None = None
         self._on_open: Callable[[BaseException | None], None] | None = None
-        self._read: dict[int, int] = {}
+        self._rows = _file.Rows()  # thread side: this process's rows on disk
+        self._to_delete: list[int] = []  # thread side: settled rows not yet deleted
 
     # -- loop side ---------------------------------------------------------------------
 
@@ -293,6 +296,8 @@ class Spool:
 
     def _opened_on_loop(self, err: BaseException | None) -> None:
         self._opened = True
+        self.events += self._adopted_rows
+        self.nbytes += self._adopted_bytes
         if err is not None:
             self._fail_waiters(err)
             _set_exception(self._started, err)
@@ -380,10 +385,10 @@ class Spool:
             k += 1
             self._adopted[k] = f
             self._cursors[k] = 0
-            self._remaining[k] = f.rows
+            self._tracks[k] = _file.Rows()
             self.adopted_files += 1
-            self.events += f.rows
-            self.nbytes += f.nbytes
+            self._adopted_rows += f.rows
+            self._adopted_bytes += f.nbytes
             log.info("cio_async adopted spool file %s (%d operations to replay)", path, f.rows)
 
     def _loop_forever(self) -> None:
@@ -427,13 +432,15 @@ class Spool:
                     return
 
     def _cycle(self) -> bool:
-        """One transaction: acks taken first (every acked row was appended before its
-        ack, so it is either on disk or in the rows taken next), then new rows."""
+        """One transaction: acks taken first (every acked operation was appended
+        before its ack, so it is either on disk or among the payloads taken next),
+        then the new payloads, in rows of up to ``ROW_ITEMS``."""
         own = self._own
         assert own is not None
         acks = self._acks
         n_acks = len(acks)
         ack_ids = acks[:n_acks]
+        del acks[:n_acks]
         buf = self._buf
         n = len(buf)
         bodies = buf[:n]
@@ -441,6 +448,7 @@ class Spool:
         t0 = time.perf_counter()
         mine: list[int] = []
         theirs: dict[int, list[int]] = {}
+        pre = self._preacked
         for i in ack_ids:
             k = i >> _SHIFT
             if k:
@@ -448,45 +456,71 @@ class Spool:
             elif i < first:
                 mine.append(i)
             else:
-                self._preacked.add(i)  # delivered before it reached the disk
+                pre.add(i)  # settled before it reached the disk
+        if mine:
+            self._to_delete += self._rows.settle(_file.ranges(mine))
+        rows: list[tuple[int, list[bytes]]] = []
+        track: list[tuple[int, int, int]] = []
+        step = _file.ROW_ITEMS
+        if pre:
+            # Leave out what was settled before it reached the disk: rows are runs
+            # of consecutive ids, so a settled one splits a row.
+            run: list[bytes] = []
+            f = first
+            for j, body in enumerate(bodies):
+                i = first + j
+                if i in pre or len(run) == step:
+                    if run:
+                        rows.append((f, run))
+                        track.append((f, len(run), len(run)))
+                    run = []
+                    if i in pre:
+                        continue
+                if not run:
+                    f = i
+                run.append(body)
+            if run:
+                rows.append((f, run))
+                track.append((f, len(run), len(run)))
+        else:
+            for s in range(0, n, step):
+                chunk = bodies[s : s + step]
+                rows.append((first + s, chunk))
+                track.append((first + s, len(chunk), len(chunk)))
+        deletes = self._to_delete
         try:
             conn = own.conn
             conn.execute("BEGIN")
-            if bodies:
-                _file.insert(conn, first, bodies, self._preacked)
-            if mine:
-                _file.delete(conn, mine)
+            if rows:
+                _file.insert_rows(conn, rows)
+            if deletes:
+                _file.delete_rows(conn, deletes)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 own.conn.execute("ROLLBACK")
-            for i in ack_ids:
-                if not i >> _SHIFT and i < first:
-                    self._preacked.discard(i)
             self._write_failed(exc)
-            # Ours are retried with the next transaction; adopted files are separate.
-            del acks[:n_acks]
-            acks.extend(i for i in ack_ids if not i >> _SHIFT)
             for k, rowids in theirs.items():
                 self._ack_adopted(k, rowids)
             return False
-        del acks[:n_acks]
+        self._to_delete = []
         del buf[:n]
-        if self._preacked and bodies:
-            self._preacked.difference_update(range(first, first + n))
+        if pre and n:
+            pre.difference_update(range(first, first + n))
+        for f, cnt, left in track:
+            self._rows.add(f, cnt, left)
         self._written_upto = first + n
         for k, rowids in theirs.items():
             self._ack_adopted(k, rowids)
         elapsed = time.perf_counter() - t0
-        was_failing = self._failing_thread
-        if was_failing:
+        if self._failing_thread:
             self._failing_thread = False
             log.warning("cio_async spool %s is writable again", own.path)
         self._post(
             self._committed,
             self._written_upto,
             False,
-            elapsed if bodies or mine else -1.0,
+            elapsed if rows or deletes else -1.0,
             _file.disk_bytes(own.path),
         )
         return True
@@ -502,26 +536,34 @@ class Spool:
                 self._own.path,
                 exc,
             )
-        err = SpoolError(f"cannot write to spool file {self._own.path}: {exc}")
+        err = SpoolError(
+            f"cannot write to spool file {self._own.path}: {exc} (the operation is still "
+            "queued in memory, but would not survive a crash)"
+        )
         self._post(self._fail_waiters, err)
 
-    def _ack_adopted(self, k: int, rowids: list[int]) -> None:
+    def _ack_adopted(self, k: int, ids: list[int]) -> None:
         f = self._adopted.get(k)
         if f is None:
             return
-        try:
-            f.conn.execute("BEGIN")
-            _file.delete(f.conn, rowids)
-            f.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                f.conn.execute("ROLLBACK")
-            log.error("cio_async cannot delete delivered rows from %s: %s", f.path, exc)
-            return
-        self._remaining[k] -= len(rowids)
-        if self._remaining[k] <= 0 and self._cursors.get(k) is None:
-            # Everything read and acknowledged: the file is done.
-            del self._adopted[k]
+        done = self._tracks[k].settle(_file.ranges(ids))
+        if done:
+            try:
+                f.conn.execute("BEGIN")
+                _file.delete_rows(f.conn, done)
+                f.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    f.conn.execute("ROLLBACK")
+                log.error("cio_async cannot delete delivered rows from %s: %s", f.path, exc)
+                return
+        self._maybe_done(k)
+
+    def _maybe_done(self, k: int) -> None:
+        """An adopted file fully read and settled is deleted."""
+        if k not in self._cursors and not self._tracks[k].firsts:
+            f = self._adopted.pop(k)
+            del self._tracks[k]
             _file.close_file(f, remove=True)
 
     def _read_replay(self, limit: int) -> list[tuple[int, bytes]]:
@@ -532,20 +574,21 @@ class Spool:
                 break
             f = self._adopted[k]
             try:
-                rows = _file.read_page(f.conn, self._cursors[k], want)
+                rows = _file.read_rows(f.conn, self._cursors[k], want)
             except sqlite3.DatabaseError as exc:
                 log.error("cio_async cannot read spool file %s: %s; skipping it", f.path, exc)
                 rows = []
-            if rows:
-                self._cursors[k] = rows[-1][0]
-                self._read[k] = self._read.get(k, 0) + len(rows)
-                base = k << _SHIFT
-                out.extend((base | rowid, body) for rowid, body in rows)
-            if len(rows) < want or self._read.get(k, 0) >= f.rows:
+            got = 0
+            base = k << _SHIFT
+            track = self._tracks[k]
+            for first, cnt, lens, body in rows:
+                track.add(first, cnt, cnt)
+                out.extend((base | i, b) for i, b in _file.split(first, lens, body))
+                got += cnt
+                self._cursors[k] = first
+            if got < want:
                 del self._cursors[k]  # fully read
-                if self._remaining[k] <= 0:
-                    del self._adopted[k]
-                    _file.close_file(f, remove=True)
+                self._maybe_done(k)
         self._post(self._count_replayed, len(out))
         return out
 
@@ -557,6 +600,8 @@ class Spool:
         own = self._own
         if own is not None:
             try:
+                if self._to_delete:
+                    _file.delete_rows(own.conn, self._to_delete)
                 left = own.conn.execute("SELECT count(*) FROM ops").fetchone()[0]
             except sqlite3.Error:
                 left = 1
