@@ -64,8 +64,6 @@ from ._messages import (
 )
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._pipeline import FlushResult
-from ._queue import MemoryQueue, QueueBackend
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
 from ._sync import CustomerIO
@@ -78,6 +76,7 @@ from ._webhooks import (
     sign_webhook,
     verify_webhook_signature,
 )
+from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
 
 __all__ = [
     "APIConnectionError",
@@ -89,6 +88,7 @@ __all__ = [
     "AsyncCustomerIO",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
     "BatchError",
     "BatchPolicy",
     "BatchResult",
@@ -104,8 +104,8 @@ __all__ = [
     "FlushResult",
     "Hooks",
     "LatencyStats",
+    "MemoryBackend",
     "MemoryDedupCache",
-    "MemoryQueue",
     "NotFoundError",
     "Object",
     "Operation",
