@@ -18,6 +18,7 @@ from ._import import FORMATS, ImportOptions, run_import
 from ._import_lines import KINDS, LineOptions
 from ._model import Object, Relationship
 from ._progress import Progress
+from .spool import add_spool_parser, run_spool_command
 from .testing import StandIn
 
 _PLANS = ("free", "starter", "pro", "enterprise")
@@ -325,6 +326,8 @@ def _seconds(text: str) -> float:
 
 
 def _add_import_parser(sub: Any) -> None:
+    add_spool_parser(sub)
+
     imp = sub.add_parser(
         "import",
         help="bulk-load people and events from NDJSON or CSV",
@@ -450,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_serve(args, out))
         if args.command == "import":
             return _import(args)
+        if args.command == "spool":
+            return run_spool_command(args, out)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
@@ -13,7 +14,15 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ._app import AppAPI
-from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._config import (
+    AppConfig,
+    BatchPolicy,
+    ClientConfig,
+    PoolConfig,
+    Region,
+    RetryPolicy,
+    SpoolConfig,
+)
 from ._dedup import DedupCache, MemoryDedupCache, canonical
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
@@ -40,6 +49,7 @@ from .delivery import (
     event_encoder,
     no_fast_path,
 )
+from .spool import SpoolBackend
 
 __all__ = ["AsyncCustomerIO"]
 
@@ -86,6 +96,10 @@ class AsyncCustomerIO:
         hooks: ``Hooks`` instances fed with request, retry, drop and batch events.
         queue: a ``QueueBackend`` where queued operations wait (default: in memory,
             ``MemoryBackend``).
+        spool: a directory (or ``SpoolConfig``) for a durable spool: queued
+            operations are written to disk, an awaited call returns once its
+            operation is there, and a client started later replays what a crashed
+            process left (README "Durability"). Exclusive with ``queue``.
         dedup_cache: a ``DedupCache`` for identify deduplication (default: an
             in-memory LRU sized by ``config.dedup_*``).
 
@@ -114,10 +128,17 @@ class AsyncCustomerIO:
         hooks: Iterable[Hooks] = (),
         queue: QueueBackend | None = None,
         dedup_cache: DedupCache | None = None,
+        spool: SpoolConfig | str | os.PathLike[str] | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
-            for k, v in (("pool", pool), ("retry", retry), ("batch", batch), ("app", app_config))
+            for k, v in (
+                ("pool", pool),
+                ("retry", retry),
+                ("batch", batch),
+                ("app", app_config),
+                ("spool", SpoolConfig.of(spool)),
+            )
             if v is not None
         }
         if config is not None:
@@ -155,6 +176,11 @@ class AsyncCustomerIO:
         else:
             self._dedup = None
         self._has_track = self._transport._track_auth is not None
+        self._spool: SpoolBackend | None = None
+        if config.spool is not None:
+            if queue is not None:
+                raise ConfigurationError("pass either queue= or spool=, not both")
+            queue = self._spool = SpoolBackend(config.spool)
         self._delivery = Sender(
             TrackBatchEndpoint(self._transport),
             config.batch,
@@ -223,6 +249,7 @@ class AsyncCustomerIO:
             connections_opened=self._transport.connections_opened,
             dedup_entries=len(self._dedup) if self._dedup is not None else 0,
             background_errors=self._rec.background_errors,
+            spool=self._spool.stats() if self._spool is not None else None,
         )
 
     # -- callbacks ---------------------------------------------------------------------

@@ -2,11 +2,24 @@
 one writer thread with group commits, acknowledged (deleted) on delivery and replayed
 by the next process after a crash. See README "Durability".
 
-Internal building blocks of the delivery core's spool backend; users pass
-``spool="/dir"`` to the client.
+``SpoolBackend`` is the delivery core's queue backend over it; users pass
+``spool="/dir"`` (or a ``SpoolConfig``) to the client.
 """
 
+from ._backend import SpoolBackend
+from ._cli import add_parser as add_spool_parser
+from ._cli import run as run_spool_command
 from ._inspect import FileReport, inspect_dir
 from ._spool import Spool, SpoolError, SpoolStats, Synchronous
 
-__all__ = ["FileReport", "Spool", "SpoolError", "SpoolStats", "Synchronous", "inspect_dir"]
+__all__ = [
+    "FileReport",
+    "Spool",
+    "SpoolBackend",
+    "SpoolError",
+    "SpoolStats",
+    "Synchronous",
+    "add_spool_parser",
+    "inspect_dir",
+    "run_spool_command",
+]

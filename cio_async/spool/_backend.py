@@ -11,12 +11,13 @@ the accumulator with ``arrived`` and handed out before newer ones.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from .._config import SpoolConfig
 from ..delivery import Arrived, Batch
-from ._config import SpoolConfig
 from ._spool import Spool, SpoolStats
 
 #: Rows read back per page from adopted files: bounds the memory replay takes.
@@ -56,6 +57,7 @@ class SpoolBackend:
         self._replay_asked = False
         self._sizes: dict[int, int] = {}  # taken, unsettled ids -> payload bytes
         self._arrived: Arrived | None = None
+        self._page_waiters: list[asyncio.Future[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -74,6 +76,10 @@ class SpoolBackend:
 
     def _replayed(self, rows: list[tuple[int, bytes]]) -> None:
         self._replay_asked = False
+        for fut in self._page_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._page_waiters.clear()
         if not rows:
             return
         self._replay.extend(rows)
@@ -82,6 +88,27 @@ class SpoolBackend:
 
     async def aclose(self) -> None:
         await self.spool.aclose()
+
+    async def opened(self) -> None:
+        """Wait until the spool file is open and dead processes' files adopted."""
+        await self.spool.wait_open()
+
+    @property
+    def pending(self) -> bool:
+        """True while operations are spooled and not settled, or adopted files have
+        unread pages."""
+        return bool(self.spool.events) or self.spool.replay_pending
+
+    async def next_page(self) -> bool:
+        """Wait for the next replay page; False when there is none to read."""
+        if not self._replay_asked:
+            self._ask_replay()
+        if not self._replay_asked:
+            return False
+        fut = asyncio.get_running_loop().create_future()
+        self._page_waiters.append(fut)
+        await fut
+        return True
 
     # -- admission ---------------------------------------------------------------------
 

@@ -84,5 +84,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.spool_command == "drain":
         from ._drain import drain
 
-        return asyncio.run(drain(args.directory, args.timeout, out))
+        status: int = asyncio.run(drain(args.directory, args.timeout, out))
+        return status
     return 2

@@ -166,6 +166,11 @@ class Spool:
         self._thread = threading.Thread(target=self._run, name="cio_async-spool", daemon=True)
         self._thread.start()
 
+    async def wait_open(self) -> None:
+        """Wait until ``begin()``'s thread opened the file (raises ``SpoolError``)."""
+        assert self._started is not None
+        await asyncio.shield(self._started)
+
     async def start(self) -> None:
         """``begin()`` and wait until the file is open (raises ``SpoolError``)."""
         self.begin()
