@@ -319,11 +319,16 @@ class AsyncCustomerIO:
     async def start(self) -> None:
         """Bind to the running loop and start the sender (done lazily otherwise).
 
-        With ``config.region_check`` on, also verifies that the Track credentials
+        With a spool, also waits until its file is open (``SpoolError`` if it cannot
+        be). With ``config.region_check`` on, also verifies that the Track credentials
         belong to the configured region (once).
         """
         self._check_open()
         self._delivery.start()
+        if self._spool is not None:
+            # The spool file is open and dead processes' files adopted (raises
+            # SpoolError, naming the directory, when it cannot be opened).
+            await self._spool.opened()
         if self._config.region_check != "off" and not self._region_checked:
             self._region_checked = True
             await self.check_region()

@@ -63,7 +63,7 @@ class SpoolBackend:
 
     def start(self, arrived: Arrived) -> None:
         self._arrived = arrived
-        self.spool.begin(self._opened)
+        self.spool.begin(self._opened, self._ask_replay)
 
     def _opened(self, err: BaseException | None) -> None:
         if err is None:

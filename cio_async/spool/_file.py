@@ -127,13 +127,16 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 def create_file(directory: str, synchronous: str) -> SpoolFile:
-    """Create and lock this process's own spool file."""
+    """Create and lock this process's own spool file. It is created and locked under
+    a temporary name and then renamed, so another process's scan never sees it
+    unlocked (it would take it for a dead process's empty file and delete it)."""
     while True:
         path = new_name(directory)
         if not hold(path):
             continue
+        tmp = path + ".new"
         try:
-            fd = try_lock(path, create=True)
+            fd = try_lock(tmp, create=True)
         except FileExistsError:
             release(path)
             continue
@@ -143,6 +146,12 @@ def create_file(directory: str, synchronous: str) -> SpoolFile:
         if fd is None:  # pragma: no cover - a fresh O_EXCL file cannot be locked by others
             release(path)
             continue
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.close(fd)
+            release(path)
+            raise
         break
     try:
         conn = connect(path, synchronous)

@@ -36,6 +36,9 @@ from ._file import CorruptSpool, SpoolFile
 log = logging.getLogger("cio_async")
 
 _SHIFT = 48
+#: How often (seconds) a running spool looks for files of processes that died since
+#: it started (a killed sibling worker): a directory listing and a try-lock each.
+ADOPT_EVERY = 1.0
 _MASK = (1 << _SHIFT) - 1
 #: Connections of a parent process, kept alive forever in a forked child: closing
 #: them there would let SQLite act on locks the child does not hold.
@@ -145,15 +148,23 @@ class Spool:
         self._adopted_bytes = 0
         self._open_error: BaseException | None = None
         self._on_open: Callable[[BaseException | None], None] | None = None
+        self._on_adopt: Callable[[], None] | None = None
+        self._k = 0  # adopted files so far (thread side)
+        self._next_scan = 0.0
         self._rows = _file.Rows()  # thread side: this process's rows on disk
         self._to_delete: list[int] = []  # thread side: settled rows not yet deleted
 
     # -- loop side ---------------------------------------------------------------------
 
-    def begin(self, on_open: Callable[[BaseException | None], None] | None = None) -> None:
+    def begin(
+        self,
+        on_open: Callable[[BaseException | None], None] | None = None,
+        on_adopt: Callable[[], None] | None = None,
+    ) -> None:
         """On the event loop: start the writer thread, which creates this process's
         file and adopts files of dead processes, then calls ``on_open(error)`` on the
-        loop. Appends may start at once (they wait in memory for the file)."""
+        loop (and ``on_adopt()`` whenever a later scan adopted more). Appends may
+        start at once (they wait in memory for the file)."""
         if self._pid != os.getpid():
             self._after_fork()
         if self._thread is not None:
@@ -161,6 +172,7 @@ class Spool:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._on_open = on_open
+        self._on_adopt = on_adopt
         self._started = loop.create_future()
         self._closed = loop.create_future()
         self._thread = threading.Thread(target=self._run, name="cio_async-spool", daemon=True)
@@ -362,11 +374,18 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         self._own = _file.create_file(self.directory, self.synchronous)
         self.path = self._own.path
-        if not self._adopt:
-            return
-        k = 0
+        if self._adopt:
+            rows, nbytes = self._adopt_orphans()
+            self._adopted_rows += rows
+            self._adopted_bytes += nbytes
+
+    def _adopt_orphans(self) -> tuple[int, int]:
+        """Adopt the files no live process holds (their process died): thread side.
+        Returns the operations and bytes adopted."""
+        self._next_scan = time.monotonic() + ADOPT_EVERY
+        rows = nbytes = 0
         for path in _file.spool_files(self.directory):
-            if path == self.path:
+            if path == self.path or _file.is_held(path):
                 continue
             try:
                 f = _file.adopt_file(path, self.synchronous)
@@ -387,14 +406,27 @@ class Spool:
             if not f.rows:
                 _file.close_file(f, remove=True)
                 continue
-            k += 1
+            self._k += 1
+            k = self._k
             self._adopted[k] = f
             self._cursors[k] = 0
             self._tracks[k] = _file.Rows()
             self.adopted_files += 1
-            self._adopted_rows += f.rows
-            self._adopted_bytes += f.nbytes
-            log.info("cio_async adopted spool file %s (%d operations to replay)", path, f.rows)
+            rows += f.rows
+            nbytes += f.nbytes
+            log.warning(
+                "cio_async adopted spool file %s: %d operation(s) a dead process left are replayed",
+                path,
+                f.rows,
+            )
+        return rows, nbytes
+
+    def _adopted_later(self, rows: int, nbytes: int) -> None:
+        """On the loop: a periodic scan adopted files of processes that died since."""
+        self.events += rows
+        self.nbytes += nbytes
+        if self._on_adopt is not None:
+            self._on_adopt()
 
     def _loop_forever(self) -> None:
         wake = self._wake
@@ -406,9 +438,10 @@ class Spool:
                     return
                 self._idle = True
                 if not (self._buf or self._acks or self._calls or self._stop):
-                    wake.wait()
+                    wake.wait(ADOPT_EVERY if self._adopt else None)
                 wake.clear()
                 self._idle = False
+                self._scan_due()
                 continue
             # Gather for up to one interval (a stop, a call or commit_rows ends it early).
             deadline = time.monotonic() + interval
@@ -431,6 +464,7 @@ class Spool:
                     self._post(_set_result, fut, fn())
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     self._post(_set_exception, fut, exc)
+            self._scan_due()
             if not self._cycle():
                 retry_at = time.monotonic() + max(interval, 0.5)
                 if self._stop:
@@ -529,6 +563,12 @@ class Spool:
             _file.disk_bytes(own.path),
         )
         return True
+
+    def _scan_due(self) -> None:
+        if self._adopt and not self._stop and time.monotonic() >= self._next_scan:
+            rows, nbytes = self._adopt_orphans()
+            if rows:
+                self._post(self._adopted_later, rows, nbytes)
 
     def _write_failed(self, exc: sqlite3.Error) -> None:
         assert self._own is not None
