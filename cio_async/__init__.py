@@ -23,6 +23,7 @@ from ._config import (
     RateLimit,
     Region,
     RetryPolicy,
+    SpoolConfig,
 )
 from ._dedup import DedupCache, MemoryDedupCache
 from ._errors import (
@@ -77,6 +78,7 @@ from ._webhooks import (
     verify_webhook_signature,
 )
 from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
+from .spool import SpoolError, SpoolStats
 
 __all__ = [
     "APIConnectionError",
@@ -126,6 +128,9 @@ __all__ = [
     "Relationship",
     "RequestTooLargeError",
     "RetryPolicy",
+    "SpoolConfig",
+    "SpoolError",
+    "SpoolStats",
     "Segment",
     "SendResult",
     "ServerError",

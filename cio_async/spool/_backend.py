@@ -90,8 +90,11 @@ class SpoolBackend:
         await self.spool.aclose()
 
     async def opened(self) -> None:
-        """Wait until the spool file is open and dead processes' files adopted."""
+        """Wait until the spool file is open, dead processes' files adopted and the
+        first page of their operations queued (a ``flush()`` then delivers it)."""
         await self.spool.wait_open()
+        if self._replay_asked:
+            await self.next_page()
 
     @property
     def pending(self) -> bool:
