@@ -116,6 +116,7 @@ class Spool:
         self._acks: list[int] = []  # likewise
         self._next_id = 1
         self._idle = False
+        self._urgent = False  # a caller waits for the next commit: commit now
         self._stop = False
         self._started: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
@@ -211,15 +212,30 @@ class Spool:
         return i
 
     def durable(self, id_: int) -> asyncio.Future[None]:
-        """A future resolved once row ``id_`` of this process is committed."""
+        """A future resolved once operation ``id_`` of this process is committed.
+
+        Callers waiting for the same commit share one future (its id the highest
+        asked for: never resolved early). The first of them asks the thread to commit
+        now rather than at the end of the interval: someone is blocked on it, and
+        while that commit runs the next callers gather for the one after."""
         assert self._loop is not None
+        w = self._waiters
+        if self._urgent and w and w[-1][0] < id_:
+            # The thread has not taken the rows since the last waiter asked (it
+            # clears ``_urgent`` before it takes them): the same commit covers us.
+            fut = w[-1][1]
+            w[-1] = (id_, fut)
+            return fut
         fut = self._loop.create_future()
         if id_ < self._durable_upto:
             fut.set_result(None)
         elif self._open_error is not None:
             fut.set_exception(self._open_error)
         else:
-            self._waiters.append((id_, fut))
+            w.append((id_, fut))
+            if not self._urgent:
+                self._urgent = True
+                self._wake.set()
         return fut
 
     def ack(self, ids: Iterable[int], nbytes: int) -> None:
@@ -449,6 +465,7 @@ class Spool:
                 len(self._buf) < self.commit_rows
                 and not self._calls
                 and not self._stop
+                and not self._urgent
                 and (left := deadline - time.monotonic()) > 0
             ):
                 wake.wait(left)
@@ -480,6 +497,7 @@ class Spool:
         n_acks = len(acks)
         ack_ids = acks[:n_acks]
         del acks[:n_acks]
+        self._urgent = False
         buf = self._buf
         n = len(buf)
         bodies = buf[:n]
