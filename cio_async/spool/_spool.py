@@ -121,7 +121,8 @@ class Spool:
         self._started: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._durable_upto = 1  # ids below this are committed
+        self._durable_upto = 1  # ids below this are committed (written by the thread)
+        self._next_stat = 0.0
         self._calls: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         #: Operations spooled and not acknowledged, and their bytes (loop side).
         self.events = 0
@@ -233,6 +234,9 @@ class Spool:
             fut.set_exception(self._open_error)
         else:
             w.append((id_, fut))
+            if id_ < self._durable_upto:
+                # Committed meanwhile, and the thread saw no waiter to tell.
+                self._committed(False)
             if not self._urgent:
                 self._urgent = True
                 self._wake.set()
@@ -311,21 +315,17 @@ class Spool:
         self._wake.set()
         return fut
 
-    def _committed(self, upto: int, failing: bool, commit_s: float, disk: int) -> None:
-        """On the loop: rows below ``upto`` are on disk."""
-        self._durable_upto = upto
+    def _committed(self, recovered: bool) -> None:
+        """On the loop: resolve the futures of rows now on disk (the thread moved
+        ``_durable_upto``)."""
+        upto = self._durable_upto
         w = self._waiters
         while w and w[0][0] < upto:
             fut = w.popleft()[1]
             if not fut.done():
                 fut.set_result(None)
-        self.failing = failing
-        if commit_s >= 0:
-            self._commits += 1
-            self._commit_total += commit_s
-            if commit_s > self._commit_max:
-                self._commit_max = commit_s
-        self._disk = disk
+        if recovered:
+            self.failing = False
 
     def _opened_on_loop(self, err: BaseException | None) -> None:
         self._opened = True
@@ -570,16 +570,25 @@ class Spool:
         for k, rowids in theirs.items():
             self._ack_adopted(k, rowids)
         elapsed = time.perf_counter() - t0
-        if self._failing_thread:
+        recovered = self._failing_thread
+        if recovered:
             self._failing_thread = False
             log.warning("cio_async spool %s is writable again", own.path)
-        self._post(
-            self._committed,
-            self._written_upto,
-            False,
-            elapsed if rows or deletes else -1.0,
-            _file.disk_bytes(own.path),
-        )
+        # Counters the loop reads as they are (one writer: this thread). The loop is
+        # called only when a caller waits: each call costs a wake-up of the loop, and
+        # the thread a wait for the GIL while the loop is busy.
+        if rows or deletes:
+            self._commits += 1
+            self._commit_total += elapsed
+            if elapsed > self._commit_max:
+                self._commit_max = elapsed
+        now = time.monotonic()
+        if now >= self._next_stat:
+            self._next_stat = now + 0.5
+            self._disk = _file.disk_bytes(own.path)
+        self._durable_upto = self._written_upto
+        if recovered or self._waiters:
+            self._post(self._committed, recovered)
         return True
 
     def _scan_due(self) -> None:
