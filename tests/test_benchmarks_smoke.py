@@ -151,3 +151,18 @@ async def test_python_load_generator() -> None:
         await runner.cleanup()
     assert result["requests"] == 50 and result["errors"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_spool_benchmark_worker_reports(standin: StandInProcess, tmp_path: Any) -> None:
+    from benchmarks.spool import _worker
+
+    spec = {
+        **standin.spec(),
+        "events": 2000,
+        "producers": 20,
+        "sync_interval": 0.005,
+        "spool": str(tmp_path),
+    }
+    out = _worker(spec)
+    assert out["events"] == 2000 and out["failed"] == 0 and out["commits"] >= 1
+    assert out["await_p50_ms"] > 0 and "disk_bytes_per_event" in out
