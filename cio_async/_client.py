@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -49,7 +49,9 @@ from .delivery import (
     event_encoder,
     no_fast_path,
 )
-from .spool import SpoolBackend
+
+if TYPE_CHECKING:
+    from .spool import SpoolBackend
 
 __all__ = ["AsyncCustomerIO"]
 
@@ -180,6 +182,8 @@ class AsyncCustomerIO:
         if config.spool is not None:
             if queue is not None:
                 raise ConfigurationError("pass either queue= or spool=, not both")
+            from .spool import SpoolBackend  # SQLite and threads only when asked for
+
             queue = self._spool = SpoolBackend(config.spool)
         self._delivery = Sender(
             TrackBatchEndpoint(self._transport),

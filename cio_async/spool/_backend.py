@@ -18,7 +18,8 @@ from typing import Any
 
 from .._config import SpoolConfig
 from ..delivery import Arrived, Batch
-from ._spool import Spool, SpoolStats
+from ._spool import Spool
+from ._types import SpoolStats
 
 #: Rows read back per page from adopted files: bounds the memory replay takes.
 REPLAY_PAGE = 5000
