@@ -32,7 +32,6 @@ from ._model import (
     PersonRef,
     RelationshipRef,
     as_person,
-    event_payload,
     person_ident,
 )
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -46,6 +45,7 @@ from .delivery import (
     QueueBackend,
     Sender,
     TrackBatchEndpoint,
+    encode_event,
     event_encoder,
     no_fast_path,
 )
@@ -60,6 +60,14 @@ T = TypeVar("T")
 
 
 _PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
+
+
+def _is_identify(op: Operation) -> bool:
+    """A person identify? Looks at the payload's first bytes before decoding, so the
+    lazily decoded operations handed to on_drop at shutdown stay undecoded."""
+    if op.payload.find(b'"identify"', 0, 64) < 0:
+        return False
+    return op.type == "person" and op.action == "identify"
 
 
 class _State(enum.Enum):
@@ -292,13 +300,13 @@ class AsyncCustomerIO:
 
     def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
         # A failed identify must not suppress its own retry.
-        if op is not None and op.type == "person" and op.action == "identify" and self._dedup:
+        if op is not None and self._dedup and _is_identify(op):
             self._dedup.evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
-        if op.type == "person" and op.action == "identify" and self._dedup:
+        if self._dedup and _is_identify(op):
             self._dedup.evict(op.key)
         if self._user_on_drop is not None:
             self._call_user(self._user_on_drop, op, reason)
@@ -606,7 +614,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         await self._enqueue(payload, wait)
         return event_id
 
@@ -629,7 +637,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 
