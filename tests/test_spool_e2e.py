@@ -45,6 +45,8 @@ async def main():
     )
     await cio.start()
     print("started", flush=True)
+    if TAG == "idle":  # a sibling worker that only delivers what it adopts
+        await asyncio.Event().wait()
     n = 0
 
     async def producer(w):
@@ -137,14 +139,17 @@ async def test_sigkill_mid_stream_then_restart_delivers_every_awaited_event_once
 
 async def test_a_killed_worker_events_are_delivered_by_its_live_sibling(tmp_path: Path) -> None:
     async with StandIn(rtt=0.2) as stand_in:
-        victim = _start_worker(stand_in.url, tmp_path, "victim")
-        awaited, _ = await _read_until(victim, 500)
-        sibling = _start_worker(stand_in.url, tmp_path, "sibling")
+        sibling = _start_worker(stand_in.url, tmp_path, "idle")
         try:
             assert sibling.stdout is not None
             assert await asyncio.to_thread(sibling.stdout.readline) == "started\n"
+            # Both run on one directory; the victim dies with a backlog.
+            victim = _start_worker(stand_in.url, tmp_path, "victim")
+            awaited, _ = await _read_until(victim, 500)
+            assert sum(r.operations for r in inspect_dir(str(tmp_path))) > 0
             stand_in.rtt = 0.0
-            # The sibling, still running, adopts the dead worker's file and delivers it.
+            # The sibling, already running, adopts the dead worker's file on its next
+            # scan and delivers it.
             await stand_in.wait_for(
                 lambda s: awaited <= {o.event_id for o in s.events()}, timeout=30
             )
