@@ -31,6 +31,7 @@ from ._config import (
     RateLimit,
     Region,
     RetryPolicy,
+    SpoolConfig,
 )
 from ._dedup import DedupCache, MemoryDedupCache
 from ._dropped import DROPPED, Dropped
@@ -78,6 +79,7 @@ from .pipelines import (
     PipelinesConfig,
     PipelinesRegionWarning,
 )
+from .spool import SpoolError, SpoolStats
 
 # Optional machinery loads on first use (as aiohttp does): `import cio_async` does not
 # import aiohttp.web (framework hooks), anyio's thread portal (the sync client) or the
@@ -178,6 +180,9 @@ __all__ = [
     "Segment",
     "SendResult",
     "ServerError",
+    "SpoolConfig",
+    "SpoolError",
+    "SpoolStats",
     "Stats",
     "SyncAppAPI",
     "SyncTrackV1",

@@ -10,12 +10,20 @@ import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
 from ._app import AppAPI
-from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, RetryPolicy
+from ._config import (
+    AppConfig,
+    BatchPolicy,
+    ClientConfig,
+    PoolConfig,
+    Region,
+    RetryPolicy,
+    SpoolConfig,
+)
 from ._dedup import DedupCache, MemoryDedupCache, canonical
 from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
@@ -45,6 +53,9 @@ from .delivery import (
     event_encoder,
     no_fast_path,
 )
+
+if TYPE_CHECKING:
+    from .spool import SpoolBackend
 
 __all__ = ["AsyncCustomerIO"]
 
@@ -118,6 +129,10 @@ class AsyncCustomerIO:
         hooks: ``Hooks`` instances fed with request, retry, drop and batch events.
         queue: a ``QueueBackend`` where queued operations wait (default: in memory,
             ``MemoryBackend``).
+        spool: a directory (or ``SpoolConfig``) for a durable spool: queued
+            operations are written to disk, an awaited call returns once its
+            operation is there, and a client started later replays what a crashed
+            process left (README "Durability"). Exclusive with ``queue``.
         dedup_cache: a ``DedupCache`` for identify deduplication (default: an
             in-memory LRU sized by ``config.dedup_*``).
         region_check: ``"off"``, ``"warn"`` or ``"error"``: check at ``start()`` that
@@ -150,6 +165,7 @@ class AsyncCustomerIO:
         queue: QueueBackend | None = None,
         dedup_cache: DedupCache | None = None,
         region_check: Literal["off", "warn", "error"] | None = None,
+        spool: SpoolConfig | str | os.PathLike[str] | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
@@ -159,6 +175,7 @@ class AsyncCustomerIO:
                 ("batch", batch),
                 ("app", app_config),
                 ("region_check", region_check),
+                ("spool", SpoolConfig.of(spool)),
             )
             if v is not None
         }
@@ -207,13 +224,22 @@ class AsyncCustomerIO:
         else:
             self._dedup = None
         self._has_track = self._transport._track_auth is not None
+        backend = self._queue_arg
+        self._spool: SpoolBackend | None = None
+        if config.spool is not None:
+            if backend is not None:
+                raise ConfigurationError("pass either queue= or spool=, not both")
+            from .spool import SpoolBackend  # SQLite and threads only when asked for
+
+            # In a forked child this is a new spool: its own file and lock.
+            backend = self._spool = SpoolBackend(config.spool)
         self._delivery = Sender(
             TrackBatchEndpoint(self._transport),
             config.batch,
             self._rec,
             on_failure=self._operation_failed,
             on_drop=self._operation_dropped,
-            backend=self._queue_arg,
+            backend=backend,
             pool_size=config.pool.max_connections,
         )
         #: The one admission path: ``offer`` of ready bytes to the accumulator.
@@ -293,6 +319,7 @@ class AsyncCustomerIO:
             connections_opened=self._transport.connections_opened,
             dedup_entries=len(self._dedup) if self._dedup is not None else 0,
             background_errors=self._rec.background_errors,
+            spool=self._spool.stats() if self._spool is not None else None,
         )
 
     # -- callbacks ---------------------------------------------------------------------
@@ -371,12 +398,17 @@ class AsyncCustomerIO:
     async def start(self) -> None:
         """Bind to the running loop and start the sender (done lazily otherwise).
 
-        With ``config.region_check`` on, also verifies that the Track credentials
+        With a spool, also waits until its file is open (``SpoolError`` if it cannot
+        be). With ``config.region_check`` on, also verifies that the Track credentials
         belong to the configured region (once). If that raises, the client is closed
         (nothing it started is left running) and the error propagates.
         """
         self._check_open()
         self._delivery.start()
+        if self._spool is not None:
+            # The spool file is open and dead processes' files adopted (raises
+            # SpoolError, naming the directory, when it cannot be opened).
+            await self._spool.opened()
         if self._config.region_check != "off" and not self._region_checked:
             self._region_checked = True
             try:

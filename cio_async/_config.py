@@ -327,6 +327,55 @@ def _clean_secret(name: str, value: str | None) -> str | None:
     return value
 
 
+#: Default group-commit interval: an awaited call waits about this long for its
+#: commit. Shorter costs more CPU per event at low and moderate rates (a commit and a
+#: wake-up each time); longer widens what a crash of ``*_nowait`` calls can lose.
+DEFAULT_SYNC_INTERVAL = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    """A durable spool directory (``AsyncCustomerIO(spool=...)``; a path is enough).
+
+    Every admitted operation is written to an SQLite file (one per process) in
+    ``directory`` before an awaited call returns; delivered ones are deleted, and a
+    client starting later replays what a dead process left (see README
+    "Durability"). ``sync_interval`` is the group-commit interval in seconds: an
+    awaited call returns within it (plus the commit's own time), and a crash loses at
+    most that much of ``*_nowait`` calls. ``max_bytes`` bounds the spooled payload
+    bytes; past it the batch policy's ``when_full`` applies. ``synchronous``:
+    ``"NORMAL"`` (default) survives a killed or crashed process; ``"FULL"`` also
+    survives power loss and an OS crash, at the cost of an fsync per commit.
+    """
+
+    directory: str
+    sync_interval: float = DEFAULT_SYNC_INTERVAL
+    max_bytes: int = 1 << 30
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    def __post_init__(self) -> None:
+        d = self.directory
+        if isinstance(d, os.PathLike):
+            object.__setattr__(self, "directory", os.fspath(d))
+        if not isinstance(self.directory, str) or not self.directory:
+            raise ConfigurationError("spool directory must be a non-empty path")
+        if not 0 < self.sync_interval <= 1:
+            raise ConfigurationError("SpoolConfig.sync_interval must be in (0, 1] seconds")
+        if self.max_bytes < 1_000_000:
+            raise ConfigurationError("SpoolConfig.max_bytes must be at least 1,000,000")
+        if self.synchronous not in ("NORMAL", "FULL"):
+            raise ConfigurationError("SpoolConfig.synchronous must be 'NORMAL' or 'FULL'")
+
+    @classmethod
+    def of(cls, value: SpoolConfig | str | os.PathLike[str] | None) -> SpoolConfig | None:
+        """Accept a ``SpoolConfig``, a directory path, or None."""
+        if value is None or isinstance(value, SpoolConfig):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls(os.fspath(value))
+        raise ConfigurationError("spool must be a directory path or a SpoolConfig")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientConfig:
     """Everything an ``AsyncCustomerIO`` needs; credentials never appear in its repr.
@@ -340,7 +389,8 @@ class ClientConfig:
     it); calls slower than ``slow_call_threshold`` seconds are logged at WARNING.
     ``region_check`` asks Customer.io which region the Track credentials belong to
     when the client starts (``GET /api/v1/accounts/region``) and warns or raises if
-    it is not the configured ``Region.US``/``Region.EU``.
+    it is not the configured ``Region.US``/``Region.EU``. ``spool`` (a directory
+    path or a ``SpoolConfig``) makes queued operations durable (README "Durability").
     """
 
     site_id: str | None = None
@@ -357,6 +407,7 @@ class ClientConfig:
     region_check: Literal["off", "warn", "error"] = "off"
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = 5
+    spool: SpoolConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "site_id", _clean_secret("site_id", self.site_id))
@@ -376,6 +427,7 @@ class ClientConfig:
             raise ConfigurationError("dedup_ttl and dedup_max_entries must not be negative")
         if self.region_check not in ("off", "warn", "error"):
             raise ConfigurationError("region_check must be 'off', 'warn' or 'error'")
+        object.__setattr__(self, "spool", SpoolConfig.of(self.spool))
         if self.slow_call_threshold is not None and self.slow_call_threshold <= 0:
             raise ConfigurationError("slow_call_threshold must be positive or None")
 
@@ -397,7 +449,8 @@ class ClientConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ClientConfig:
         """Read ``CUSTOMERIO_SITE_ID``, ``CUSTOMERIO_TRACK_API_KEY``,
         ``CUSTOMERIO_APP_API_KEY`` and ``CUSTOMERIO_REGION`` (``us``/``eu``), plus the
-        optional ``CUSTOMERIO_TRACK_URL`` / ``CUSTOMERIO_APP_URL`` host overrides.
+        optional ``CUSTOMERIO_TRACK_URL`` / ``CUSTOMERIO_APP_URL`` host overrides and
+        ``CUSTOMERIO_SPOOL`` (a durable spool directory, see ``SpoolConfig``).
 
         Only called when asked: nothing reads the environment behind your back.
         Keyword ``overrides`` win over the environment.
@@ -433,6 +486,8 @@ class ClientConfig:
             "app_api_key": e.get("CUSTOMERIO_APP_API_KEY") or None,
             "region": region,
         }
+        if e.get("CUSTOMERIO_SPOOL"):
+            values["spool"] = SpoolConfig(e["CUSTOMERIO_SPOOL"])
         values.update(overrides)
         names = {"site_id": "CUSTOMERIO_SITE_ID", "track_api_key": "CUSTOMERIO_TRACK_API_KEY"}
         missing = [env_name for key, env_name in names.items() if not values.get(key)]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._model import Operation
+    from .spool import SpoolStats
 
 log = logging.getLogger("cio_async")
 
@@ -75,6 +76,8 @@ class Stats:
     Accounting: ``admitted == delivered + failed_total + dropped_total + pending``.
     ``batches_sent`` counts batch requests Customer.io answered (any status, retries
     included); ``batch_events_*``/``batch_bytes_*`` describe those requests.
+    With a spool, operations a dead process left and this one replayed count as
+    admitted here (``spool.replayed`` says how many).
     ``refused`` counts calls turned away at admission (``QueueFullError``): they were
     never admitted, and the caller got the error.
     """
@@ -103,6 +106,8 @@ class Stats:
     dedup_entries: int
     background_errors: int
     latency: Mapping[str, LatencyStats] = field(default_factory=dict)
+    #: The durable spool's counters (None without ``spool=``).
+    spool: SpoolStats | None = None
 
     @property
     def failed_total(self) -> int:

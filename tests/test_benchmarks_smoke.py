@@ -216,3 +216,18 @@ async def test_lean_mode_counts_pipelines_calls_without_recording() -> None:
             assert resp.status == 200
         assert server.counts["cdp.track"] == 2 and server.counts["cdp_calls"] == 3
         assert not server.pipelines.calls  # counted, not recorded
+
+
+def test_spool_benchmark_worker_reports(standin: StandInProcess, tmp_path: Any) -> None:
+    from benchmarks.spool import _worker
+
+    spec = {
+        **standin.spec(),
+        "events": 2000,
+        "producers": 20,
+        "sync_interval": 0.005,
+        "spool": str(tmp_path),
+    }
+    out = _worker(spec)
+    assert out["events"] == 2000 and out["failed"] == 0 and out["commits"] >= 1
+    assert out["await_p50_ms"] > 0 and "disk_bytes_per_event" in out

@@ -79,6 +79,9 @@ class Accumulator:
         self._linger = policy.linger
         self._when_full = policy.when_full
         self._deferred = backend.deferred_commit
+        #: A backend with bounds of its own (a spool's ``max_bytes``, a full disk)
+        #: has ``full(size)``; admission then applies ``when_full`` for it too.
+        self._backend_full: Callable[[int], bool] | None = getattr(backend, "full", None)
         self._timer: asyncio.TimerHandle | None = None
         self._linger_due = False
         #: A linger timer is armed, or has fired and its batch is not taken yet.
@@ -149,7 +152,11 @@ class Accumulator:
 
     def full(self, size: int) -> bool:
         """True when a payload of ``size`` bytes does not fit now."""
-        return self.events >= self._max_events or self.nbytes + size > self._max_bytes
+        return (
+            self.events >= self._max_events
+            or self.nbytes + size > self._max_bytes
+            or (self._backend_full is not None and self._backend_full(size))
+        )
 
     def admit(self, payload: bytes) -> Awaitable[None] | None:
         """Admit ``payload`` under the ``when_full`` policy (the caller already waited

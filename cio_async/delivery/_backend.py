@@ -102,6 +102,10 @@ class QueueBackend(Protocol):
     async def aclose(self) -> None:
         """Release resources (commit what is buffered, close files/connections)."""
 
+    # Optional: ``full(size) -> bool``, True when the backend has no room for ``size``
+    # more bytes (a spool's ``max_bytes``, a full disk); admissions then go through
+    # the ``when_full`` policy (the accumulator asks only on its slow path).
+
 
 class MemoryBackend:
     """The default backend: an in-process FIFO (nothing survives the process).
