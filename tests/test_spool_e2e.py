@@ -235,6 +235,8 @@ def test_spool_reaches_the_sync_client_and_from_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CUSTOMERIO_SPOOL", str(tmp_path / "env"))
+    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "site")
+    monkeypatch.setenv("CUSTOMERIO_TRACK_API_KEY", "key")
     assert ClientConfig.from_env().spool == SpoolConfig(str(tmp_path / "env"))
     with pytest.raises(ConfigurationError, match="sync_interval"):
         ClientConfig(spool=SpoolConfig(str(tmp_path), sync_interval=0))
