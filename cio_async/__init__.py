@@ -24,7 +24,7 @@ from ._config import (
     Region,
     RetryPolicy,
 )
-from ._dedup import DedupCache, MemoryDedupCache
+from ._dedup import AsyncDedupCache, DedupCache, MemoryDedupCache
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -66,6 +66,7 @@ from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from ._pipeline import FlushResult
 from ._queue import MemoryQueue, QueueBackend
+from ._ratelimit import Limiter, RateBudget
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
 from ._sync import CustomerIO
@@ -86,6 +87,7 @@ __all__ = [
     "AccountRegion",
     "AppAPI",
     "AppConfig",
+    "AsyncDedupCache",
     "AsyncCustomerIO",
     "AuthenticationError",
     "BadRequestError",
@@ -104,6 +106,7 @@ __all__ = [
     "FlushResult",
     "Hooks",
     "LatencyStats",
+    "Limiter",
     "MemoryDedupCache",
     "MemoryQueue",
     "NotFoundError",
@@ -119,6 +122,7 @@ __all__ = [
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",
+    "RateBudget",
     "RateLimit",
     "RateLimitError",
     "RedirectError",
