@@ -16,5 +16,19 @@ For a fleet of processes against one Customer.io workspace:
 
 from ._dedup import RedisDedupCache
 from ._gcra import RedisRateBudget, RedisRateLimiter
+from ._relay import RedisStreamRelay, RelayOptions, RelayStats
+from ._stream import Entry, StreamConfig, StreamConsumer, StreamFullError, StreamWriter
 
-__all__ = ["RedisDedupCache", "RedisRateBudget", "RedisRateLimiter"]
+__all__ = [
+    "Entry",
+    "RedisDedupCache",
+    "RedisRateBudget",
+    "RedisRateLimiter",
+    "RedisStreamRelay",
+    "RelayOptions",
+    "RelayStats",
+    "StreamConfig",
+    "StreamConsumer",
+    "StreamFullError",
+    "StreamWriter",
+]
