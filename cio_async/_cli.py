@@ -18,6 +18,7 @@ from ._import import FORMATS, ImportOptions, run_import
 from ._import_lines import KINDS, LineOptions
 from ._model import Object, Relationship
 from ._progress import Progress
+from ._relay_cli import add_relay_parser, run_relay
 from .testing import StandIn
 
 _PLANS = ("free", "starter", "pro", "enterprise")
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--app-api-key", default="stand-in-app-key")
 
     _add_import_parser(sub)
+    add_relay_parser(sub)
     return parser
 
 
@@ -450,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_serve(args, out))
         if args.command == "import":
             return _import(args)
+        if args.command == "relay":
+            return run_relay(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
