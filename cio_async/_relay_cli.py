@@ -115,16 +115,17 @@ async def _run(args: argparse.Namespace) -> int:
     from ._config import BatchPolicy, RetryPolicy
     from ._errors import AuthenticationError, PermissionDeniedError
     from .redis import RedisRateBudget, RedisStreamRelay, RelayOptions, StreamConfig
+    from .redis._relay import default_consumer_name
 
     config = StreamConfig(stream=args.stream, group=args.group, dead_letter=args.dead_letter)
-    consumer = args.consumer or os.environ.get("POD_NAME") or ""
+    consumer = args.consumer or os.environ.get("POD_NAME") or default_consumer_name()
     options = RelayOptions(
+        consumer=consumer,
         read_count=args.read_count,
         max_in_flight=args.max_in_flight,
         claim_idle=args.claim_idle,
         max_deliveries=args.max_deliveries,
         stats_interval=args.stats_interval,
-        **({"consumer": consumer} if consumer else {}),
     )
     budget = None
     client_kwargs: dict[str, Any] = {}
