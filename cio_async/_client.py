@@ -28,7 +28,7 @@ from ._model import (
     event_payload,
     person_ident,
 )
-from ._pipeline import FlushResult, Pipeline
+from ._pipeline import BatchTarget, FlushResult, Pipeline
 from ._queue import QueueBackend
 from ._ratelimit import RateBudget
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
@@ -111,6 +111,9 @@ class AsyncCustomerIO:
         rate_budget: a ``RateBudget`` handing out the rate limiters (Track pipeline
             and direct calls, App API): ``cio_async.redis.RedisRateBudget`` makes a
             fleet of processes share one budget per workspace.
+        stream: send queued operations' batches there instead of to Customer.io
+            (``cio_async.redis.RedisStreamTarget``: a Redis stream that ``cio-async
+            relay`` processes deliver). Direct calls and the App API are unchanged.
 
     Construction does no I/O and needs no running loop: the session, its connection
     pool and the sender task start on first use, inside the loop. Use
@@ -138,6 +141,7 @@ class AsyncCustomerIO:
         queue: QueueBackend | None = None,
         dedup_cache: DedupCache | AsyncDedupCache | None = None,
         rate_budget: RateBudget | None = None,
+        stream: BatchTarget | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
@@ -195,6 +199,7 @@ class AsyncCustomerIO:
             on_failure=self._operation_failed,
             on_drop=self._operation_dropped,
             queue=queue,
+            target=stream,
         )
         # Fused validate-encode-queue paths for person events (see _fastpath); they
         # decline (None) whatever they do not handle, and the general path takes it.

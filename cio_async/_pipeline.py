@@ -13,8 +13,9 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ._config import BatchPolicy, RetryPolicy
 from ._errors import (
@@ -36,7 +37,7 @@ from ._retry import should_retry
 from ._stats import Recorder
 from ._tasks import TaskSet
 from ._track import parse_batch_errors
-from ._transport import Transport
+from ._transport import Response, Transport
 
 log = logging.getLogger("cio_async")
 _get_ident = threading.get_ident
@@ -63,6 +64,20 @@ class FlushResult:
     @property
     def complete(self) -> bool:
         return self.pending == 0
+
+
+class BatchTarget(Protocol):
+    """Somewhere else a batch can go instead of Track's ``/api/v2/batch`` (a Redis
+    stream: ``cio_async.redis.RedisStreamTarget``). ``send`` makes one attempt and
+    raises a ``CustomerIOError`` (retryable ones are retried)."""
+
+    op: str
+
+    def body(self, items: Sequence[bytes]) -> bytes:
+        """The request body for these payloads."""
+
+    async def send(self, body: bytes, headers: Mapping[str, str] | None) -> Response:
+        """One attempt; the 2xx response or an error."""
 
 
 def _unsettled(items: Sequence[Item], settled: list[Sequence[Item]]) -> list[Item]:
@@ -93,8 +108,10 @@ class Pipeline:
         on_failure: Callable[[BaseException, Operation | None], None],
         on_drop: Callable[[Operation, str], None],
         queue: QueueBackend | None = None,
+        target: BatchTarget | None = None,
     ) -> None:
         self._t = transport
+        self._target = target
         self._policy = policy
         self._rec = recorder
         self._on_failure = on_failure
@@ -457,7 +474,8 @@ class Pipeline:
 
     async def _deliver(self, items: Sequence[Item], settled: list[Sequence[Item]]) -> None:
         policy: RetryPolicy = self._policy.retry
-        body = b"".join((_HEAD, b",".join(items), _TAIL))
+        target = self._target
+        body = b"".join((_HEAD, b",".join(items), _TAIL)) if target is None else target.body(items)
         started = time.monotonic()
         retry = 0
         while True:
@@ -465,15 +483,18 @@ class Pipeline:
             t0 = time.monotonic()
             headers = {"X-Retry-Count": str(retry)} if retry else None
             try:
-                resp = await self._t.request(
-                    "track",
-                    "POST",
-                    "/api/v2/batch",
-                    body=body,
-                    op="batch",
-                    retry=RetryPolicy.NONE,
-                    headers=headers,
-                )
+                if target is not None:
+                    resp = await target.send(body, headers)
+                else:
+                    resp = await self._t.request(
+                        "track",
+                        "POST",
+                        "/api/v2/batch",
+                        body=body,
+                        op="batch",
+                        retry=RetryPolicy.NONE,
+                        headers=headers,
+                    )
             except (BadRequestError, RequestTooLargeError) as exc:
                 self._rec.batch_sent(len(items), len(body), exc.status, time.monotonic() - t0)
                 if len(items) == 1:

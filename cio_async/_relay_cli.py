@@ -114,8 +114,13 @@ async def _run(args: argparse.Namespace) -> int:
     from ._client import AsyncCustomerIO
     from ._config import BatchPolicy, RetryPolicy
     from ._errors import AuthenticationError, PermissionDeniedError
-    from .redis import RedisRateBudget, RedisStreamRelay, RelayOptions, StreamConfig
-    from .redis._relay import default_consumer_name
+    from .redis import (
+        RedisRateBudget,
+        RedisStreamRelay,
+        RelayOptions,
+        StreamConfig,
+        default_consumer_name,
+    )
 
     config = StreamConfig(stream=args.stream, group=args.group, dead_letter=args.dead_letter)
     consumer = args.consumer or os.environ.get("POD_NAME") or default_consumer_name()

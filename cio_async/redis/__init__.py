@@ -16,7 +16,8 @@ For a fleet of processes against one Customer.io workspace:
 
 from ._dedup import RedisDedupCache
 from ._gcra import RedisRateBudget, RedisRateLimiter
-from ._relay import RedisStreamRelay, RelayOptions, RelayStats
+from ._producer import RedisStreamTarget
+from ._relay import RedisStreamRelay, RelayOptions, RelayStats, default_consumer_name
 from ._stream import Entry, StreamConfig, StreamConsumer, StreamFullError, StreamWriter
 
 __all__ = [
@@ -25,10 +26,12 @@ __all__ = [
     "RedisRateBudget",
     "RedisRateLimiter",
     "RedisStreamRelay",
+    "RedisStreamTarget",
     "RelayOptions",
     "RelayStats",
     "StreamConfig",
     "StreamConsumer",
     "StreamFullError",
     "StreamWriter",
+    "default_consumer_name",
 ]

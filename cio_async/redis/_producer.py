@@ -19,6 +19,7 @@ lost silently.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aredis
@@ -28,6 +29,8 @@ from .._errors import APIConnectionError, OperationRejectedError
 from .._transport import Response
 from ._conn import UNREACHABLE, connect
 from ._stream import StreamConfig, StreamFullError, StreamWriter
+
+log = logging.getLogger("cio_async")
 
 #: Payloads are compact JSON (no raw newlines), so a newline joins and splits them.
 _SEP = b"\n"
@@ -53,6 +56,7 @@ class RedisStreamTarget:
         #: Batches and operations appended so far.
         self.batches = 0
         self.appended = 0
+        self._failing = False
 
     def __repr__(self) -> str:
         return f"<RedisStreamTarget {self.config.stream} max_len={self.config.max_len}>"
@@ -68,12 +72,28 @@ class RedisStreamTarget:
         try:
             await self._writer.add(payloads)
         except StreamFullError as exc:
+            self._trouble(str(exc))
             raise APIConnectionError(str(exc), surely_not_sent=True) from exc
         except UNREACHABLE as exc:
+            self._trouble(f"Redis unreachable ({exc!r})")
             raise APIConnectionError(f"Redis unreachable: {exc!r}") from exc
+        if self._failing:
+            self._failing = False
+            log.warning("cio_async: appending to %s again", self.config.stream)
         self.batches += 1
         self.appended += len(payloads)
         return _OK
+
+    def _trouble(self, what: str) -> None:
+        # One warning per episode, not per retried batch.
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "cio_async: cannot append to %s: %s; batches are retried and wait in "
+                "memory (BatchPolicy.when_full applies when the queue fills)",
+                self.config.stream,
+                what,
+            )
 
     def rejected(self, response: Response, count: int) -> dict[int, OperationRejectedError]:
         """The stream takes every operation (Customer.io judges them at the relay)."""

@@ -136,6 +136,8 @@ class RedisStreamRelay:
         self._settled = asyncio.Event()
         self._room = asyncio.Event()
         self._in_flight = 0
+        #: Ids of the entries in flight (taken, not yet settled).
+        self._held: set[bytes] = set()
         self._to_ack: list[bytes] = []
         self._to_dead: list[tuple[Entry, str]] = []
         self._fatal: BaseException | None = None
@@ -231,8 +233,11 @@ class RedisStreamRelay:
     async def _janitor(self) -> None:
         opts = self.options
         idle_ms = round(opts.claim_idle * 1000)
+        swept = True
         while True:
-            await asyncio.sleep(opts.claim_every)
+            if not swept:
+                await asyncio.sleep(opts.claim_every)
+            swept = False
             room = opts.max_in_flight - self._in_flight
             if room <= 0:
                 continue
@@ -241,8 +246,12 @@ class RedisStreamRelay:
             except UNREACHABLE as exc:
                 log.warning("cio_async relay: reclaim failed, Redis unreachable (%r)", exc)
                 continue
+            # Our own entries still waiting in the client's queue come back too (their
+            # idle time is reset, which is all the claim does to them): not resubmitted.
+            entries = [e for e in entries if e.id not in self._held]
             if not entries:
                 continue
+            swept = True  # there may be more: sweep again at once (a dead relay's backlog)
             self.stats.reclaimed += len(entries)
             log.info("cio_async relay: reclaimed %d idle entries", len(entries))
             poison = [e for e in entries if e.deliveries > opts.max_deliveries]
@@ -263,11 +272,13 @@ class RedisStreamRelay:
                 self._dead(entry, f"malformed: {exc!r}")
                 continue
             self._in_flight += 1
+            self._held.add(entry.id)
             fut = await client.submit(op, urgent=False)
             fut.add_done_callback(functools.partial(self._outcome, entry))
 
     def _outcome(self, entry: Entry, fut: asyncio.Future[None]) -> None:
         self._in_flight -= 1
+        self._held.discard(entry.id)
         self._room.set()
         exc = fut.exception() if not fut.cancelled() else DeliveryAbandonedError("cancelled")
         if exc is None:
