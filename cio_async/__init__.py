@@ -64,8 +64,6 @@ from ._messages import (
 )
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._pipeline import FlushResult
-from ._queue import MemoryQueue, QueueBackend
 from ._ratelimit import Limiter, RateBudget
 from ._router import WorkspaceRouter
 from ._stats import Hooks, LatencyStats, Stats
@@ -79,6 +77,7 @@ from ._webhooks import (
     sign_webhook,
     verify_webhook_signature,
 )
+from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
 
 __all__ = [
     "APIConnectionError",
@@ -91,6 +90,7 @@ __all__ = [
     "AsyncCustomerIO",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
     "BatchError",
     "BatchPolicy",
     "BatchResult",
@@ -107,8 +107,8 @@ __all__ = [
     "Hooks",
     "LatencyStats",
     "Limiter",
+    "MemoryBackend",
     "MemoryDedupCache",
-    "MemoryQueue",
     "NotFoundError",
     "Object",
     "Operation",

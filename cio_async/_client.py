@@ -18,7 +18,6 @@ from ._config import AppConfig, BatchPolicy, ClientConfig, PoolConfig, Region, R
 from ._dedup import AsyncDedupCache, DedupCache, MemoryDedupCache, canonical
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
-from ._fastpath import event_admitter, no_fast_path
 from ._model import (
     Operation,
     Person,
@@ -28,13 +27,22 @@ from ._model import (
     event_payload,
     person_ident,
 )
-from ._pipeline import BatchTarget, FlushResult, Pipeline
-from ._queue import QueueBackend
 from ._ratelimit import RateBudget
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
 from ._track import AccountRegion, TrackV1, TrackV2
 from ._transport import Transport
+from .delivery import (
+    ADMITTED_YIELD,
+    DECLINED,
+    BatchEndpoint,
+    FlushResult,
+    QueueBackend,
+    Sender,
+    TrackBatchEndpoint,
+    event_encoder,
+    no_fast_path,
+)
 
 __all__ = ["AsyncCustomerIO"]
 
@@ -104,7 +112,8 @@ class AsyncCustomerIO:
         on_drop: ``on_drop(operation, reason)`` for every operation dropped
             undelivered (``queue_full``, ``shutdown``); persist them if they matter.
         hooks: ``Hooks`` instances fed with request, retry, drop and batch events.
-        queue: a ``QueueBackend`` for the pipeline (default: in memory).
+        queue: a ``QueueBackend`` where queued operations wait (default: in memory,
+            ``MemoryBackend``).
         dedup_cache: a ``DedupCache`` for identify deduplication (default: an
             in-memory LRU sized by ``config.dedup_*``), or an ``AsyncDedupCache``
             shared by many processes (``cio_async.redis.RedisDedupCache``).
@@ -141,7 +150,7 @@ class AsyncCustomerIO:
         queue: QueueBackend | None = None,
         dedup_cache: DedupCache | AsyncDedupCache | None = None,
         rate_budget: RateBudget | None = None,
-        stream: BatchTarget | None = None,
+        stream: BatchEndpoint | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
@@ -192,19 +201,22 @@ class AsyncCustomerIO:
         else:
             self._dedup = None
         self._has_track = self._transport._track_auth is not None
-        self._pipeline = Pipeline(
-            self._transport,
+        self._delivery = Sender(
+            stream if stream is not None else TrackBatchEndpoint(self._transport),
             config.batch,
             self._rec,
             on_failure=self._operation_failed,
             on_drop=self._operation_dropped,
-            queue=queue,
-            target=stream,
+            backend=queue,
+            pool_size=config.pool.max_connections,
         )
-        # Fused validate-encode-queue paths for person events (see _fastpath); they
-        # decline (None) whatever they do not handle, and the general path takes it.
+        #: The one admission path: ``offer`` of ready bytes to the accumulator.
+        self._offer = self._delivery.accumulator.offer
+        # Encoders for person events (see delivery._encoder): they encode and offer;
+        # what they do not encode (None) or the accumulator declines (with the bytes)
+        # goes the general way.
         self._fast = {
-            a: event_admitter(self._pipeline, a) if self._has_track else no_fast_path
+            a: event_encoder(a, self._offer) if self._has_track else no_fast_path
             for a in ("event", "page", "screen")
         }
         self._fast_event = self._fast["event"]
@@ -248,10 +260,11 @@ class AsyncCustomerIO:
     def stats(self) -> Stats:
         """A typed snapshot of counters, queue depth and per-operation latency."""
         return self._rec.snapshot(
-            admitted=self._pipeline.admitted,
-            queue_depth=self._pipeline.queue_depth,
-            queue_bytes=self._pipeline.queue_bytes,
-            in_flight_batches=self._pipeline.in_flight,
+            admitted=self._delivery.admitted,
+            queue_depth=self._delivery.queue_depth,
+            queue_bytes=self._delivery.queue_bytes,
+            in_flight_batches=self._delivery.in_flight,
+            concurrency_limit=self._delivery.concurrency.limit,
             in_flight_requests=self._transport.in_flight,
             connections_opened=self._transport.connections_opened,
             dedup_entries=len(self._dedup) if self._dedup is not None else 0,
@@ -336,7 +349,7 @@ class AsyncCustomerIO:
         belong to the configured region (once).
         """
         self._check_open()
-        self._pipeline._start()
+        self._delivery.start()
         if self._config.region_check != "off" and not self._region_checked:
             self._region_checked = True
             await self.check_region()
@@ -373,7 +386,7 @@ class AsyncCustomerIO:
     async def flush(self, timeout: float | None = None) -> FlushResult:
         """Send everything admitted so far and wait until each operation was delivered
         or failed, or ``timeout`` seconds passed. Returns what happened."""
-        return await self._pipeline.flush(timeout)
+        return await self._delivery.flush(timeout)
 
     async def aclose(self, timeout: float | None = None) -> FlushResult:
         """Stop accepting operations, flush with a deadline (default
@@ -386,14 +399,14 @@ class AsyncCustomerIO:
         """
         if self._closing is None:
             self._state = _State.CLOSING
-            self._pipeline.close_fast_path()
+            self._delivery.stop_admission()
             deadline = self._config.batch.shutdown_timeout if timeout is None else timeout
             self._closing = asyncio.ensure_future(self._shutdown(deadline))
         return await asyncio.shield(self._closing)
 
     async def _shutdown(self, timeout: float) -> FlushResult:
         try:
-            result = await self._pipeline.close(timeout)
+            result = await self._delivery.close(timeout)
             await self._tasks.cancel_all()
             await self.app._aclose()
         finally:
@@ -426,7 +439,7 @@ class AsyncCustomerIO:
         if self._state is _State.CLOSED:
             return
         transport = getattr(self, "_transport", None)
-        pipeline = getattr(self, "_pipeline", None)
+        pipeline = getattr(self, "_delivery", None)
         started = (transport is not None and transport.started and not transport.closed) or (
             pipeline is not None and pipeline.started
         )
@@ -440,25 +453,27 @@ class AsyncCustomerIO:
 
     # -- pipeline operations -----------------------------------------------------------
 
-    async def _enqueue(self, op: Operation | bytes, wait: bool) -> None:
-        if not wait and self._state is _State.RUNNING:
+    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> None:
+        if not wait and not offered:
             # The common case: queued synchronously, no further coroutine frames.
-            admitted = self._pipeline.try_admit(op.payload if isinstance(op, Operation) else op)
-            if admitted:
-                if admitted == 2:
+            admitted = self._offer(op.payload if isinstance(op, Operation) else op)
+            if admitted != DECLINED:
+                if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)
                 return
         if self._state is not _State.RUNNING:
             self._check_open()
-        fut = await self._pipeline.admit(op, wait)
+        fut = await self._delivery.admit(op, wait)
         if fut is not None:
             # Shielded: cancelling this caller does not cancel the delivery.
             await asyncio.shield(fut)
 
-    def _enqueue_nowait(self, payload: bytes) -> None:
+    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> None:
+        if not offered and self._offer(payload) != DECLINED:
+            return
         if self._state is not _State.RUNNING:
             self._check_open()
-        self._pipeline.admit_nowait(payload)
+        self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if self._transport._track_auth is None:
@@ -575,7 +590,7 @@ class AsyncCustomerIO:
         """``identify`` without awaiting; safe from any thread (dedup applies on the
         loop thread only, where the cache lives)."""
         self._check_track()
-        use_dedup = dedup and self._pipeline.on_loop_thread()
+        use_dedup = dedup and self._delivery.on_loop_thread()
         p, op = self._identify_op(
             person,
             attributes,
@@ -587,7 +602,7 @@ class AsyncCustomerIO:
         )
         if op is None:
             return False
-        if self._person_listeners and self._pipeline.on_loop_thread():
+        if self._person_listeners and self._delivery.on_loop_thread():
             self._changed(p)
         self._enqueue_nowait(op.payload)
         return True
@@ -602,13 +617,16 @@ class AsyncCustomerIO:
         timestamp: object,
         wait: bool,
     ) -> str:
-        # ``track`` inlines the fast-path attempt (it is the hottest call).
+        # ``track`` inlines the encoder attempt (it is the hottest call).
         if id is None and timestamp is None and not wait:
             admitted = self._fast[action](person, name, data)
             if admitted is not None:
                 if type(admitted) is str:
                     return admitted
-                await asyncio.sleep(0)
+                if len(admitted) == 1:
+                    await asyncio.sleep(0)
+                else:
+                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
                 return admitted[0]
         if not self._has_track:
             self._check_track()
@@ -628,7 +646,11 @@ class AsyncCustomerIO:
         if id is None and timestamp is None:
             admitted = self._fast[action](person, name, data)
             if admitted is not None:
-                return admitted if type(admitted) is str else admitted[0]
+                if type(admitted) is str:
+                    return admitted
+                if len(admitted) == 2:
+                    self._enqueue_nowait(admitted[1], offered=True)  # type: ignore[arg-type]
+                return admitted[0]
         if not self._has_track:
             self._check_track()
         payload, event_id = event_payload(person, action, name, data, id, timestamp)
@@ -647,14 +669,17 @@ class AsyncCustomerIO:
     ) -> str:
         """Record an event for a person. Returns its id (a ULID unless given), which
         makes retries harmless: Customer.io ignores repeats of an id."""
-        # _event's fast-path attempt, inlined: one coroutine frame fewer on the
+        # _event's encoder attempt, inlined: one coroutine frame fewer on the
         # SDK's hottest call.
         if id is None and timestamp is None and not wait:
             admitted = self._fast_event(person, name, data)
             if admitted is not None:
                 if type(admitted) is str:
                     return admitted
-                await asyncio.sleep(0)  # once per batch: let the sender run
+                if len(admitted) == 1:
+                    await asyncio.sleep(0)  # once per batch: let the sender run
+                else:
+                    await self._enqueue(admitted[1], False, offered=True)  # type: ignore[arg-type]
                 return admitted[0]
         return await self._event("event", person, name, data, id, timestamp, wait)
 
@@ -816,14 +841,14 @@ class AsyncCustomerIO:
         if self._state is not _State.RUNNING:
             self._check_open()
         self._bypassed_dedup(operation)
-        fut = await self._pipeline.admit(operation, True, urgent)
+        fut = await self._delivery.admit(operation, True, urgent)
         assert fut is not None
         return fut
 
     def send_nowait(self, operation: Operation) -> None:
         """``send`` without awaiting (see ``track_nowait``)."""
         self._check_track()
-        if self._pipeline.on_loop_thread():
+        if self._delivery.on_loop_thread():
             self._bypassed_dedup(operation)
         self._enqueue_nowait(operation.payload)
 

@@ -86,11 +86,12 @@ class RetryPolicy:
     ``min(max_delay, initial_delay * multiplier**n) * U[1 - jitter/2, 1 + jitter/2]``.
     A ``Retry-After`` header wins over the computed delay when it is longer, up to
     ``max_retry_after`` seconds; a longer demand ends the retries. Retries stop after
-    ``max_attempts`` attempts in all or once ``total_timeout`` seconds have passed
-    since the first attempt (the budget is checked before sleeping).
+    ``max_attempts`` attempts in all (``None``: no count, only time) or once
+    ``total_timeout`` seconds have passed since the first attempt (the budget is
+    checked before sleeping).
     """
 
-    max_attempts: int = 4
+    max_attempts: int | None = 4
     initial_delay: float = 0.2
     max_delay: float = 5.0
     multiplier: float = 2.0
@@ -102,8 +103,8 @@ class RetryPolicy:
     NONE: ClassVar[RetryPolicy]
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ConfigurationError("RetryPolicy.max_attempts must be at least 1 (or None)")
         for name in ("initial_delay", "max_delay", "max_retry_after", "total_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"RetryPolicy.{name} must not be negative")
@@ -185,24 +186,31 @@ class BatchPolicy:
 
     A batch closes at ``max_batch_events`` operations or ``max_batch_bytes`` bytes
     (kept under Customer.io's 500 KB request limit), or when its oldest operation
-    has waited ``linger`` seconds. Up to ``max_in_flight`` batches are sent at once.
+    has waited ``linger`` seconds. How many batches are sent at once is adaptive by
+    default (``concurrency="adaptive"``): the limit grows while round trips stay fast
+    and shrinks on 429s, 5xx, timeouts and rising latency, up to ``max_in_flight``
+    (default: the connection pool's size). ``max_in_flight=N`` alone fixes it at N
+    (``concurrency="fixed"``); ``Stats.concurrency_limit`` shows the current limit.
     The queue holds at most ``max_queue_events`` operations and ``max_queue_bytes``
     payload bytes; past that ``when_full`` decides: ``block`` (wait up to
     ``block_timeout`` seconds, then raise ``QueueFullError``), ``drop_newest`` or
     ``drop_oldest`` (counted and reported to ``on_drop``). ``retry`` governs resending
-    a batch; ``shutdown_timeout`` is the default flush deadline of ``aclose()``.
+    a batch: by default a batch is retried until ``retry.total_timeout`` (15 minutes)
+    is spent, however many attempts that takes; ``shutdown_timeout`` is the default
+    flush deadline of ``aclose()``.
     """
 
     max_batch_events: int = 1000
     max_batch_bytes: int = 475_000
     linger: float = 0.2
-    max_in_flight: int = 8
+    max_in_flight: int | None = None
+    concurrency: Literal["adaptive", "fixed"] | None = None
     max_queue_events: int = 200_000
     max_queue_bytes: int = 64_000_000
     when_full: WhenFull = "block"
     block_timeout: float = 5.0
     retry: RetryPolicy = RetryPolicy(
-        max_attempts=10,
+        max_attempts=None,
         initial_delay=0.5,
         max_delay=30.0,
         max_retry_after=300.0,
@@ -220,8 +228,15 @@ class BatchPolicy:
             )
         if self.linger < 0 or self.block_timeout < 0 or self.shutdown_timeout < 0:
             raise ConfigurationError("BatchPolicy durations must not be negative")
-        if self.max_in_flight < 1:
-            raise ConfigurationError("BatchPolicy.max_in_flight must be at least 1")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ConfigurationError("BatchPolicy.max_in_flight must be at least 1 (or None)")
+        if self.concurrency is None:
+            fixed = self.max_in_flight is not None
+            object.__setattr__(self, "concurrency", "fixed" if fixed else "adaptive")
+        elif self.concurrency not in ("adaptive", "fixed"):
+            raise ConfigurationError("BatchPolicy.concurrency must be 'adaptive' or 'fixed'")
+        elif self.concurrency == "fixed" and self.max_in_flight is None:
+            raise ConfigurationError("BatchPolicy(concurrency='fixed') needs max_in_flight")
         if self.max_queue_events < 1 or self.max_queue_bytes < 32_000:
             raise ConfigurationError(
                 "BatchPolicy.max_queue_events must be >= 1 and max_queue_bytes >= 32,000"

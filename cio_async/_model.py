@@ -606,16 +606,47 @@ class Operation:
     ``Operation.from_dict`` (checked only for JSON-ability and the 32,000-byte limit).
     """
 
-    __slots__ = ("action", "event_id", "key", "payload", "type")
+    __slots__ = ("_fields", "payload")
 
     def __init__(
         self, payload: bytes, type: str, action: str, key: str, event_id: str | None
     ) -> None:
         self.payload = payload
-        self.type = type
-        self.action = action
-        self.key = key
-        self.event_id = event_id
+        self._fields: tuple[str, str, str, str | None] | None = (type, action, key, event_id)
+
+    def _decoded(self) -> tuple[str, str, str, str | None]:
+        fields = self._fields
+        if fields is None:
+            body = loads(self.payload)
+            type_, action = str(body.get("type", "")), str(body.get("action", ""))
+            eid = body.get("id") if action in ("event", "page", "screen") else None
+            fields = self._fields = (
+                type_,
+                action,
+                _key_of(type_, action, body),
+                eid if isinstance(eid, str) else None,
+            )
+        return fields
+
+    @property
+    def type(self) -> str:
+        """``person``, ``object``, ``delivery``, ..."""
+        return self._decoded()[0]
+
+    @property
+    def action(self) -> str:
+        """``identify``, ``event``, ``page``, ..."""
+        return self._decoded()[1]
+
+    @property
+    def key(self) -> str:
+        """Who it is about, e.g. ``id:42`` (identify deduplication keys on it)."""
+        return self._decoded()[2]
+
+    @property
+    def event_id(self) -> str | None:
+        """The event's id for ``event``/``page``/``screen``, else None."""
+        return self._decoded()[3]
 
     @classmethod
     def _build(
@@ -642,16 +673,19 @@ class Operation:
     def from_payload(cls, payload: bytes) -> Operation:
         """Rebuild the ``Operation`` of an encoded payload (for callbacks on the rare
         failure and drop paths: the queue keeps only bytes)."""
-        body = loads(payload)
-        type_, action = str(body.get("type", "")), str(body.get("action", ""))
-        eid = body.get("id") if action in ("event", "page", "screen") else None
-        return cls(
-            bytes(payload),
-            type_,
-            action,
-            _key_of(type_, action, body),
-            eid if isinstance(eid, str) else None,
-        )
+        op = cls.lazy(payload)
+        op._decoded()
+        return op
+
+    @classmethod
+    def lazy(cls, payload: bytes) -> Operation:
+        """An ``Operation`` for an encoded payload that decodes it only when ``type``,
+        ``action``, ``key`` or ``event_id`` is first read: handing many undelivered
+        payloads to ``on_drop`` costs no JSON decoding unless the callback looks."""
+        op = cls.__new__(cls)
+        op.payload = bytes(payload)
+        op._fields = None
+        return op
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Operation) and self.payload == other.payload

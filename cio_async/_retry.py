@@ -1,9 +1,11 @@
-"""Retry decisions: which failures to retry, and ``Retry-After`` parsing. No I/O here."""
+"""Retry decisions: which failures to retry, how long to wait (one rule and one jitter
+source for direct calls and batches), and ``Retry-After`` parsing. No I/O here."""
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import random
 import time
 
 from ._config import RetryPolicy
@@ -47,3 +49,39 @@ def should_retry(exc: CustomerIOError, policy: RetryPolicy, *, idempotent: bool)
     if isinstance(exc, APIConnectionError):
         return idempotent or exc.surely_not_sent
     return exc.retryable
+
+
+#: The one jitter source for every retry (direct calls and batches).
+JITTER = random.Random()
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    attempt: int,
+    error: CustomerIOError,
+    spent: float,
+    *,
+    idempotent: bool = True,
+) -> float | None:
+    """The one retry rule, shared by direct requests and batches: seconds to wait
+    before attempt ``attempt + 1`` (``attempt`` attempts failed so far, the last with
+    ``error``, ``spent`` seconds since the first began), or None to give up.
+
+    Gives up when the error is not worth retrying, when ``policy.max_attempts`` (if
+    set) attempts were made, when the server asks for a longer wait than
+    ``max_retry_after``, or when the sleep would end past ``total_timeout``. A
+    ``Retry-After`` is a floor under the computed backoff.
+    """
+    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+        return None
+    if not should_retry(error, policy, idempotent=idempotent):
+        return None
+    delay = policy.delay(attempt - 1, getattr(error, "retry_after", None), JITTER)
+    if delay is None or spent + delay > policy.total_timeout:
+        return None
+    return delay
+
+
+def retry_headers(attempt: int) -> dict[str, str] | None:
+    """The ``X-Retry-Count`` header for attempt number ``attempt`` (0 = the first)."""
+    return {"X-Retry-Count": str(attempt)} if attempt else None

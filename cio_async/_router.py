@@ -9,8 +9,8 @@ from typing import Any
 from ._client import AsyncCustomerIO
 from ._errors import ConfigurationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
-from ._pipeline import FlushResult
 from ._stats import Stats
+from .delivery import FlushResult
 
 __all__ = ["WorkspaceRouter"]
 

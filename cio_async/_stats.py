@@ -95,6 +95,8 @@ class Stats:
     queue_depth: int
     queue_bytes: int
     in_flight_batches: int
+    #: How many batches may be in flight now (adaptive unless fixed by the policy).
+    concurrency_limit: int
     in_flight_requests: int
     connections_opened: int
     paused_seconds: float

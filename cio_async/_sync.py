@@ -28,8 +28,8 @@ from anyio.from_thread import BlockingPortal
 from ._client import AsyncCustomerIO
 from ._errors import ClientClosedError
 from ._model import Operation, PersonRef
-from ._pipeline import FlushResult
 from ._stats import Stats
+from .delivery import FlushResult
 
 __all__ = ["CustomerIO"]
 

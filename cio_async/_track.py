@@ -31,6 +31,7 @@ from ._validate import (
     encode_checked,
     event_name_rule,
 )
+from .delivery._endpoint import track_batch_errors
 
 __all__ = ["AccountRegion", "BatchError", "BatchResult", "TrackV1", "TrackV2"]
 
@@ -417,17 +418,4 @@ class TrackV2:
 
 def parse_batch_errors(data: Any) -> tuple[BatchError, ...]:
     """The ``errors`` of a 207 body as ``BatchError`` records."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("errors"), list):
-        return ()
-    out = []
-    for e in data["errors"]:
-        if isinstance(e, Mapping) and isinstance(e.get("batch_index"), int):
-            out.append(
-                BatchError(
-                    int(e["batch_index"]),
-                    str(e.get("reason", "")),
-                    str(e.get("field", "")),
-                    str(e.get("message", "")),
-                )
-            )
-    return tuple(out)
+    return tuple(BatchError(*e) for e in track_batch_errors(data))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,7 +27,7 @@ from ._errors import (
     map_client_errors,
 )
 from ._ratelimit import Limiter
-from ._retry import parse_retry_after, should_retry
+from ._retry import parse_retry_after, retry_delay
 
 log = logging.getLogger("cio_async")
 
@@ -95,7 +94,6 @@ class Transport:
         self._on_retry = on_retry
         self._on_start = on_start
         self._sleep = sleep
-        self._rnd = random.Random()
         self._track_auth: str | None = None
         if config.site_id and config.track_api_key:
             raw = f"{config.site_id}:{config.track_api_key}".encode()
@@ -277,15 +275,11 @@ class Transport:
             if self._on_request is not None:
                 self._on_request(op, status, time.monotonic() - t0, error, attempt)
             attempt += 1
-            if attempt >= policy.max_attempts or not should_retry(
-                error, policy, idempotent=idempotent
-            ):
-                raise error
-            delay = policy.delay(attempt - 1, getattr(error, "retry_after", None), self._rnd)
             # The budget counts time spent so far (at least the time slept) plus the
             # coming sleep: give up before sleeping past it.
             spent = max(time.monotonic() - started, slept)
-            if delay is None or spent + delay > policy.total_timeout:
+            delay = retry_delay(policy, attempt, error, spent, idempotent=idempotent)
+            if delay is None:
                 raise error
             if self._on_retry is not None:
                 self._on_retry(op, attempt, delay, error)

@@ -1,8 +1,9 @@
-"""The fused admission fast path for track/page/screen (``cio_async._fastpath``).
+"""The event encoder, the admission path for track/page/screen (``cio_async.delivery``).
 
 It must make exactly the bytes the general path makes, take nothing it cannot handle
 (the general path gives the same result or the same error), admit nothing invalid,
-and stop the moment the client starts closing.
+and stop the moment the client starts closing. What was queued is read from a queue
+backend written against the public protocol (``tests.backends.ListBackend``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from cio_async import (
     Region,
     ValidationError,
 )
-from cio_async._fastpath import event_admitter
 from cio_async._model import event_payload
+from cio_async.delivery import ADMITTED, DECLINED, event_encoder
 from cio_async.testing import StandIn
 
+from .backends import ListBackend
 from .conftest import ClientFactory
 
 # A client that never sends on its own (long linger, huge batches): the tests look at
@@ -40,14 +42,37 @@ from .conftest import ClientFactory
 QUIET = BatchPolicy(linger=3600, max_batch_events=10_000, shutdown_timeout=0)
 
 
-def quiet_client(**batch: Any) -> AsyncCustomerIO:
+QUEUES: dict[int, ListBackend] = {}
+
+
+def quiet_client(on_drop: Any = None, **batch: Any) -> AsyncCustomerIO:
     policy = dataclasses.replace(QUIET, **batch)
-    return AsyncCustomerIO("site", "key", region=Region.custom("http://127.0.0.1:9"), batch=policy)
+    backend = ListBackend()
+    cio = AsyncCustomerIO(
+        "site",
+        "key",
+        region=Region.custom("http://127.0.0.1:9"),
+        batch=policy,
+        queue=backend,
+        on_drop=on_drop,
+    )
+    QUEUES[id(cio)] = backend
+    return cio
 
 
 def queued(cio: AsyncCustomerIO) -> list[bytes]:
-    q = cio._pipeline._queue
-    return [bytes(b) for b in q._items[q._head :]]  # type: ignore[attr-defined]
+    return QUEUES[id(cio)].queued()
+
+
+def recording_encoder(action: str, result: int = ADMITTED) -> tuple[Any, list[bytes]]:
+    """An encoder whose ``offer`` records the bytes and answers ``result``."""
+    offered: list[bytes] = []
+
+    def offer(payload: bytes) -> int:
+        offered.append(payload)
+        return result
+
+    return event_encoder(action, offer), offered
 
 
 def general_bytes(payload: bytes, person: Any, action: str, name: str, data: Any) -> bytes:
@@ -88,44 +113,37 @@ datas = st.one_of(st.none(), st.dictionaries(st.text(max_size=10), json_values, 
 def test_same_bytes_as_the_general_encoder(
     action: str, person: str, name: str, data: dict[str, Any] | None
 ) -> None:
-    async def main() -> None:
-        cio = quiet_client()
-        await cio.start()
-        try:
-            fast = cio._fast[action]
-            general_field = None
-            try:
-                event_payload(person, action, name, data, None, None)
-            except ValidationError as exc:
-                general_field = exc.field
-            if general_field is not None:
-                with pytest.raises(ValidationError) as got:
-                    fast(person, name, data)
-                assert got.value.field == general_field
-                assert queued(cio) == []
-                return
-            event_id = fast(person, name, data)
-            assert isinstance(event_id, str) and len(event_id) == 26
-            [payload] = queued(cio)
-            assert payload == general_bytes(payload, person, action, name, data)
-            assert orjson.loads(payload)["id"] == event_id
-        finally:
-            await cio.aclose(timeout=0)
-
-    asyncio.run(main())
+    fast, offered = recording_encoder(action)
+    general_field = None
+    try:
+        event_payload(person, action, name, data, None, None)
+    except ValidationError as exc:
+        general_field = exc.field
+    if general_field is not None:
+        with pytest.raises(ValidationError) as got:
+            fast(person, name, data)
+        assert got.value.field == general_field
+        assert offered == []
+        return
+    event_id = fast(person, name, data)
+    assert isinstance(event_id, str) and len(event_id) == 26
+    [payload] = offered
+    assert payload == general_bytes(payload, person, action, name, data)
+    assert orjson.loads(payload)["id"] == event_id
 
 
 async def test_track_takes_the_fast_path_and_delivers(
     make_client: ClientFactory, server: StandIn
 ) -> None:
-    async with make_client() as cio:
+    backend = ListBackend()
+    async with make_client(queue=backend) as cio:
         await cio.start()
         ids = [await cio.track("u1", "Viewed", {"n": i}) for i in range(5)]
         ids.append(await cio.page("u1", "https://example.com/p"))
         ids.append(await cio.screen("u1", "Home"))
         ids.append(cio.track_nowait("u1", "Viewed"))
-        # The fast path really was taken: the queue holds them before any request.
-        assert len(queued(cio)) == 8
+        # Admitted synchronously: the queue holds them before any request.
+        assert len(backend.queued()) == 8
         await cio.flush()
     ops = [op for r in server.requests for op in r.json["batch"]]
     assert [op["id"] for op in ops] == ids
@@ -152,14 +170,15 @@ class Attrs(Mapping[str, Any]):
 async def test_declines_what_it_does_not_handle_and_the_general_path_takes_it() -> None:
     cio = quiet_client()
     await cio.start()
-    fast = cio._fast["event"]
+    fast, offered = recording_encoder("event")
     try:
         assert fast(Person("p1"), "e", None) is None
         assert fast("p1", "e", MappingProxyType({"a": 1})) is None
         assert fast("p1", "e", Attrs(a=1)) is None
-        assert fast("p1", "e", {"blob": "x" * 40_000}) is None  # over 32,000 bytes
         assert fast("p1", "e", {"bad": object()}) is None  # not JSON
-        assert queued(cio) == []
+        with pytest.raises(ValidationError, match="operation"):  # over 32,000 bytes
+            fast("p1", "e", {"blob": "x" * 40_000})
+        assert offered == []
         # The general path: the same calls either work or raise the clear error.
         await cio.track(Person("p1"), "e")
         await cio.track("p1", "e", Attrs(a=1))
@@ -189,9 +208,11 @@ async def test_invalid_input_raises_naming_the_field_and_queues_nothing() -> Non
             (("p1", " "), "screen", "name"),
         ]
         for args, action, field in cases:
+            fast, offered = recording_encoder(action)
             with pytest.raises(ValidationError) as exc:
-                cio._fast[action](*args, None)
+                fast(*args, None)
             assert exc.value.field == field, (args, action)
+            assert offered == []
             method = {"event": cio.track, "page": cio.page, "screen": cio.screen}[action]
             with pytest.raises(ValidationError) as exc2:
                 await method(*args)
@@ -203,9 +224,12 @@ async def test_invalid_input_raises_naming_the_field_and_queues_nothing() -> Non
 
 
 async def test_full_queue_goes_to_the_policy() -> None:
-    cio = quiet_client(max_queue_events=3, when_full="drop_newest")
     dropped: list[str] = []
-    cio._user_on_drop = lambda op, reason: dropped.append(reason)
+    cio = quiet_client(
+        on_drop=lambda op, reason: dropped.append(reason),
+        max_queue_events=3,
+        when_full="drop_newest",
+    )
     await cio.start()
     try:
         for i in range(5):
@@ -237,9 +261,10 @@ async def test_closing_stops_the_fast_path_at_once() -> None:
     await cio.track("p1", "e")
     closing = asyncio.ensure_future(cio.aclose(timeout=0))
     await asyncio.sleep(0)  # aclose() has begun; its shutdown task may not have run yet
-    assert cio._fast["event"]("p1", "e", None) is None
     with pytest.raises(ClientClosedError):
         await cio.track("p1", "e")
+    with pytest.raises(ClientClosedError):
+        cio.track_nowait("p1", "e")
     result = await closing
     assert result.dropped == 1  # the one admitted before closing, handed to on_drop
 
@@ -248,12 +273,6 @@ async def test_other_threads_take_the_thread_safe_path() -> None:
     cio = quiet_client()
     await cio.start()
     try:
-        fast = cio._fast["event"]
-        seen: list[object] = []
-        t = threading.Thread(target=lambda: seen.append(fast("p1", "e", None)))
-        t.start()
-        t.join()
-        assert seen == [None]  # off the loop's thread: declined
         done = threading.Event()
         t = threading.Thread(target=lambda: (cio.track_nowait("p1", "e"), done.set()))
         t.start()
@@ -281,21 +300,20 @@ async def test_yields_once_per_batch_so_the_sender_runs(
         for i in range(2000):
             await cio.track("p1", "e")
             if i == 1999:
-                sent_during = cio.stats().batches_sent + cio._pipeline.in_flight
+                stats = cio.stats()
+                sent_during = stats.batches_sent + stats.in_flight_batches
         assert sent_during > 0
         await cio.flush()
     assert sum(len(r.json["batch"]) for r in server.requests) == 2000
 
 
-def test_builder_for_another_queue_backend_declines_everything() -> None:
-    from cio_async._pipeline import Pipeline
-
-    class Other:
-        events = nbytes = head_seq = 0
-
-    p = Pipeline.__new__(Pipeline)
-    p._queue = Other()  # type: ignore[assignment]
-    assert event_admitter(p, "event")("p1", "e", None) is None
+def test_an_encoder_declined_by_the_accumulator_hands_back_its_bytes() -> None:
+    fast, offered = recording_encoder("event", DECLINED)
+    result = fast("p1", "e", {"a": 1})
+    assert isinstance(result, tuple) and len(result) == 2
+    event_id, payload = result
+    assert offered == [payload]  # encoded once; the caller admits these bytes
+    assert orjson.loads(payload)["id"] == event_id
 
 
 async def test_each_full_batch_wakes_the_sender_again(

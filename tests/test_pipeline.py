@@ -15,7 +15,7 @@ from cio_async import (
     BatchPolicy,
     CustomerIOError,
     DeliveryAbandonedError,
-    MemoryQueue,
+    MemoryBackend,
     Operation,
     OperationRejectedError,
     Person,
@@ -370,7 +370,7 @@ async def test_dead_sender_fails_every_waiter(make_client: ClientFactory, server
     reports = Reports()
     boom = RuntimeError("queue exploded")
 
-    class ExplodingQueue(MemoryQueue):
+    class ExplodingQueue(MemoryBackend):
         def take(self, max_events: int, max_bytes: int) -> Any:
             raise boom
 

@@ -167,7 +167,7 @@ asyncio.run(main())
 
 
 async def test_four_processes_share_one_budget_without_429s(redis_url: str, tmp_path: Path) -> None:
-    rate, batch, per_process = 10, 50, 500
+    rate, batch, per_process = 40, 10, 500
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     async with StandIn() as server:

@@ -76,7 +76,7 @@ async def test_redis_down_the_block_policy_makes_callers_wait_then_raise(
         async with client:
             admitted = await _fill(client)
             # Bounded: the queue plus the batches in flight (retrying against Redis).
-            assert 50 <= admitted <= 50 + 10 * client.config.batch.max_in_flight
+            assert 50 <= admitted <= 50 + 10 * client.config.pool.max_connections
             assert client.stats().queue_depth == 50
             redis.start()  # back: the queue drains to the stream
             assert (await client.flush(10)).complete
@@ -130,7 +130,7 @@ async def test_a_full_stream_pushes_back_on_producers_and_is_never_trimmed(
         client = _client(server, target, max_queue_events=40, when_full="block", block_timeout=0.2)
         async with client:
             admitted = await _fill(client)  # no relay drains the stream
-            assert admitted <= 100 + 40 + 10 * client.config.batch.max_in_flight
+            assert admitted <= 100 + 40 + 10 * client.config.pool.max_connections
             conn = aredis.Redis.from_url(redis_url)
             assert await conn.xlen("cio:ops") == 100  # the bound, and nothing trimmed
             entries = await conn.xrange("cio:ops")

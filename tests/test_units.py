@@ -156,26 +156,24 @@ def test_ulids_are_well_formed_unique_and_time_ordered() -> None:
     assert abs(decoded - ms) < 5000
 
 
-def test_memory_queue_takes_by_count_and_bytes() -> None:
-    from cio_async import MemoryQueue
+def test_memory_backend_takes_by_count_and_bytes() -> None:
+    from cio_async import MemoryBackend
 
-    q = MemoryQueue()
+    q = MemoryBackend()
     for i in range(10_000):
         q.append(b"x" * (10 + i % 3))
-    assert q.events == 10_000
-    assert q.nbytes == sum(10 + i % 3 for i in range(10_000))
-    first, out = q.take(100, 10**9)
-    assert (first, len(out), q.head_seq) == (0, 100, 100)
-    first, out = q.take(1000, 120)  # the byte budget binds: 10-12 bytes + a comma each
-    assert first == 100
-    assert sum(len(i) + 1 for i in out) <= 120 < sum(len(i) + 1 for i in out) + 13
-    seq = q.head_seq
+    out = q.take(100, 10**9)
+    assert len(out.items) == 100
+    assert out.nbytes == sum(map(len, out.items))
+    assert out.ids is None
+    out = q.take(1000, 120)  # the byte budget binds: 10-12 bytes + a comma each
+    assert sum(len(i) + 1 for i in out.items) <= 120 < sum(len(i) + 1 for i in out.items) + 13
+    taken = 100 + len(out.items)
     assert q.pop_oldest() is not None
-    assert q.head_seq == seq + 1
     rest = q.drain()
-    assert len(rest) == 10_000 - seq - 1
-    assert (q.events, q.nbytes, q.head_seq) == (0, 0, 10_000)
-    assert q.take(10, 10) == (10_000, [])
-    big = MemoryQueue()
+    assert len(rest) == 10_000 - taken - 1
+    assert q.take(10, 10).items == []
+    assert q.pop_oldest() is None
+    big = MemoryBackend()
     big.append(b"y" * 50)
-    assert big.take(10, 20)[1] == [b"y" * 50]  # one oversize item still goes out alone
+    assert big.take(10, 20).items == [b"y" * 50]  # one oversize item still goes out alone

@@ -1,0 +1,251 @@
+"""The accumulator: admitted payloads waiting to become batches. Data only.
+
+It owns admission of ready bytes (``offer``), the queue bounds and the ``when_full``
+policy, the linger, sequence numbers and the "a batch is ready" decision, and hands
+batches out with ``take``. It does no I/O and runs no task: it tells its owner
+(the sender) through callbacks that a batch may be ready (``wake``), that room
+appeared (``space``) and that items were dropped at admission (``dropped``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import events as _events
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from .._config import BatchPolicy
+from ._backend import Batch, QueueBackend, Waited
+
+# C-level, and unlike get_running_loop() returns None (not raises) off the loop.
+_running_loop = _events._get_running_loop
+
+#: ``offer`` results.
+DECLINED: Final = 0
+ADMITTED: Final = 1
+ADMITTED_YIELD: Final = 2
+
+
+class Accumulator:
+    """Admitted payloads on their way into batches (see the module docstring).
+
+    ``events``/``nbytes`` count what is queued; ``head_seq`` is the sequence number of
+    the oldest queued item (items are numbered in admission order), so ``head_seq +
+    events`` is the number ever queued, and ``flush()`` can wait for "everything
+    admitted so far" without storing anything per item.
+    """
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        policy: BatchPolicy,
+        *,
+        wake: Callable[[], None],
+        space: Callable[[], None],
+        dropped: Callable[[list[bytes], str], None],
+    ) -> None:
+        self.backend = backend
+        self._append = backend.append
+        self._wake = wake
+        self._space = space
+        self._dropped = dropped
+        self.events = 0
+        self.nbytes = 0
+        self.head_seq = 0
+        #: Admissions dropped on arrival (``drop_newest``): admitted, never queued.
+        self.dropped_on_arrival = 0
+        #: Set by ``open`` and cleared by ``close``: ``offer`` admits only on this loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bound: asyncio.AbstractEventLoop | None = None
+        self.closing = False
+        self._max_events = policy.max_queue_events
+        self._max_bytes = policy.max_queue_bytes
+        self._batch_events = policy.max_batch_events
+        self._batch_bytes = policy.max_batch_bytes
+        self._linger = policy.linger
+        self._when_full = policy.when_full
+        self._deferred = backend.deferred_commit
+        self._timer: asyncio.TimerHandle | None = None
+        self._linger_due = False
+        self._urgent = 0
+        self._flush_target = 0
+        self._since_yield = 0
+        #: True while the sender is known to be awake: admissions test a plain
+        #: attribute rather than call the wake callback each time.
+        self._woken = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start admitting on ``loop``; the backend announces what it already holds."""
+        self._bound = loop
+        self._loop = None if self._deferred else loop
+        self.backend.start(self._arrived)
+
+    def close(self) -> None:
+        """Stop admitting (``offer`` declines from now on)."""
+        self.closing = True
+        self._loop = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arrived(self, count: int, nbytes: int) -> None:
+        self.events += count
+        self.nbytes += nbytes
+        self._queued()
+
+    # -- admission ---------------------------------------------------------------------
+
+    def offer(self, payload: bytes) -> int:
+        """Admit ``payload`` at once if nothing stands in the way: open on the running
+        loop, room in the queue, a backend whose appends complete at once. Returns
+        ``DECLINED`` (the caller takes ``admit``, which applies the ``when_full``
+        policy), ``ADMITTED``, or ``ADMITTED_YIELD`` once per batch's worth of
+        admissions (the caller should yield to the loop so a producer awaiting in a
+        tight loop never starves the sender)."""
+        size = len(payload)
+        if (
+            self._loop is not _running_loop()
+            or self._loop is None
+            or self.events >= self._max_events
+            or self.nbytes + size > self._max_bytes
+        ):
+            return DECLINED
+        self._append(payload)
+        self.events += 1
+        self.nbytes += size
+        if self.events >= self._batch_events or self.nbytes >= self._batch_bytes:
+            if not self._woken:
+                self._woken = True
+                self._wake()
+        elif self._timer is None and not self._linger_due:
+            self._timer = self._loop.call_later(self._linger, self._linger_elapsed)
+        self._since_yield += 1
+        if self._since_yield >= self._batch_events:
+            self._since_yield = 0
+            return ADMITTED_YIELD
+        return ADMITTED
+
+    def full(self, size: int) -> bool:
+        """True when a payload of ``size`` bytes does not fit now."""
+        return self.events >= self._max_events or self.nbytes + size > self._max_bytes
+
+    def admit(self, payload: bytes) -> Awaitable[None] | None:
+        """Admit ``payload`` under the ``when_full`` policy (the caller already waited
+        for room under ``block``). A ``Waited`` payload's future is settled by the
+        sender. Returns the backend's pending commit, if any."""
+        size = len(payload)
+        if self.full(size):
+            if self._when_full == "drop_oldest":
+                evicted: list[bytes] = []
+                while self.events and self.full(size):
+                    old = self.backend.pop_oldest()
+                    if old is None:
+                        break
+                    self.events -= 1
+                    self.nbytes -= len(old)
+                    self.head_seq += 1
+                    evicted.append(old)
+                self._dropped(evicted, "queue_full")
+                self._space()
+            elif self._when_full == "drop_newest":
+                self.dropped_on_arrival += 1
+                self._dropped([payload], "queue_full")
+                return None
+        commit = self._append(payload)
+        self.events += 1
+        self.nbytes += size
+        if type(payload) is Waited and payload.urgent:
+            self._urgent += 1
+            self._woken = True
+            self._wake()
+        else:
+            self._queued()
+        return commit
+
+    def _queued(self) -> None:
+        if self.events >= self._batch_events or self.nbytes >= self._batch_bytes:
+            if not self._woken:
+                self._woken = True
+                self._wake()
+        elif self._timer is None and not self._linger_due and self._bound is not None:
+            self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
+
+    def yield_due(self) -> bool:
+        """True once per batch's worth of admissions (see ``offer``)."""
+        self._since_yield += 1
+        if self._since_yield >= self._batch_events:
+            self._since_yield = 0
+            return True
+        return False
+
+    def _linger_elapsed(self) -> None:
+        self._timer = None
+        self._linger_due = True
+        self._woken = True
+        self._wake()
+
+    # -- the sender's side ------------------------------------------------------------
+
+    def flush_to(self) -> int:
+        """Make everything queued so far ready now; return its end sequence number."""
+        target = self.head_seq + self.events
+        if target > self._flush_target:
+            self._flush_target = target
+        return target
+
+    def ready(self) -> bool:
+        """True when a batch should go now: full, lingered, awaited, flushed, closing."""
+        if not self.events:
+            return False
+        return (
+            self._linger_due
+            or self._urgent > 0
+            or self.closing
+            or self.head_seq < self._flush_target
+            or self.events >= self._batch_events
+            or self.nbytes >= self._batch_bytes
+        )
+
+    def sleeping(self) -> None:
+        """The sender goes to sleep: the next full batch must wake it."""
+        self._woken = False
+
+    def take(self) -> tuple[int, Batch]:
+        """Take the next batch (up to the policy's batch bounds); return its first
+        item's sequence number and the batch."""
+        first = self.head_seq
+        batch = self.backend.take(self._batch_events, self._batch_bytes)
+        n = len(batch.items)
+        if not n:
+            return first, batch
+        self.events -= n
+        self.nbytes -= batch.nbytes
+        self.head_seq += n
+        if self._urgent:
+            self._urgent -= sum(1 for i in batch.items if type(i) is Waited and i.urgent)
+        # What is left (short of a full batch) gets its own linger interval rather
+        # than going out at once as a sliver; flush, waiters and size still win.
+        self._linger_due = False
+        if not self.events:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif self._timer is None and self._bound is not None and not self.closing:
+            self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
+        self._space()
+        return first, batch
+
+    def drain(self) -> list[bytes]:
+        """Remove everything queued (shutdown, a dead sender, rejected credentials)."""
+        items = self.backend.drain()
+        self.head_seq += self.events
+        self.events = 0
+        self.nbytes = 0
+        self._urgent = 0
+        self._space()
+        return items
+
+
+__all__ = ["ADMITTED", "ADMITTED_YIELD", "DECLINED", "Accumulator"]

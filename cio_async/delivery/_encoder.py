@@ -1,0 +1,141 @@
+"""The event encoder: the admission path for person events (track, page, screen).
+
+``AsyncCustomerIO.track`` is the SDK's hottest call: a web handler pays for it on
+every request. The general path validates the event, encodes it (``event_payload``)
+and hands it to the delivery core. This module does the common case in one closure per
+action, which validates and encodes the event in a single frame, its state held in
+closure cells (the cheapest variables CPython has) rather than on objects, then makes
+one ``offer`` of the ready bytes to the accumulator (every queue backend gets the same
+path):
+
+- the identifier part of the payload is cached per person string (recently seen
+  people cost one dict lookup instead of five checks and an encode), bounded;
+- the event name part is cached per name, bounded;
+- the ULID's time prefix is made once per millisecond and the timestamp once per
+  second; the random suffixes come from the shared pool in ``_encode``.
+
+The bytes are exactly those ``event_payload`` makes (a test holds them to it). An event
+the closure does not encode (a ``Person`` object or another non-string reference, a
+caller's own id or timestamp, a ``Mapping`` that is not a dict, a value orjson cannot
+encode) returns ``None`` and the caller encodes it with ``event_payload``, which gives
+the same result or the same clear error. An event the accumulator declines (a full
+queue, another thread, a closing client, a backend whose appends commit later) comes
+back with its bytes, which the caller admits the general way without encoding again.
+Nothing is admitted unless the whole event was valid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+from orjson import dumps
+
+from .._encode import _OPTS, _refill, _suffixes, json_default, ulid_time_prefix
+from .._model import person_ident
+from .._validate import MAX_OPERATION_BYTES, check_operation_size, check_text, event_name_rule
+from ._accumulator import ADMITTED, DECLINED
+
+#: ``(person, name, data) ->``: the event id when admitted; ``(event id,)`` when
+#: admitted and the caller should yield to the loop; ``(event id, payload)`` when
+#: encoded but declined by the accumulator (admit ``payload`` the general way); or
+#: ``None``: not handled here (encode with ``event_payload``).
+EncodeAdmit = Callable[[object, object, object], "str | tuple[str] | tuple[str, bytes] | None"]
+
+#: Recently seen person strings -> ``{"id":"..."},"name":``. Shared by every client and
+#: action (it depends on the string alone). About 200 bytes an entry: 3 MB at most.
+_IDENTS: dict[str, bytes] = {}
+_MAX_IDENTS: Final = 16_384
+_MAX_NAMES: Final = 4096
+
+_KIND_OPEN: Final = {k: b'{"%b":' % k.encode() for k in ("id", "email", "cio_id", "phone")}
+_NAME_KEY: Final = b'},"name":'
+
+
+def _ident(person: str) -> bytes:
+    kind, value = person_ident(person)  # validates; raises ValidationError
+    piece = b"".join((_KIND_OPEN[kind], dumps(value), _NAME_KEY))
+    if len(_IDENTS) >= _MAX_IDENTS:
+        _IDENTS.clear()  # cheaper than an LRU on the hot path; refills with who is active
+    _IDENTS[person] = piece
+    return piece
+
+
+def no_fast_path(person: object, name: object, data: object) -> None:
+    """The encoder where there is none (no track credentials): always the general path."""
+    return None
+
+
+def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
+    """The encoder for ``action`` (``event``, ``page`` or ``screen``), admitting
+    through ``offer`` (``Accumulator.offer``). See the module docstring."""
+    head = b'{"type":"person","action":"%b","identifiers":' % action.encode()
+    name_field, name_limit = event_name_rule(action)
+    names: dict[str, bytes] = {}
+    idents = _IDENTS
+    make_ident = _ident
+    time_ns = time.time_ns
+    pop = _suffixes.pop  # list.pop is atomic: no two callers share a suffix
+    refill = _refill
+    last_ms = last_s = -1
+    prefix = ""
+    prefix_b = ts_attrs = ts_end = b""
+
+    def encode_admit(
+        person: object, name: object, data: object
+    ) -> str | tuple[str] | tuple[str, bytes] | None:
+        nonlocal last_ms, last_s, prefix, prefix_b, ts_attrs, ts_end
+        if type(person) is not str:
+            return None
+        ident = idents.get(person)
+        if ident is None:
+            ident = make_ident(person)
+        name_part = names.get(name) if type(name) is str else None
+        if name_part is None:
+            check_text(name_field, name, name_limit)
+            if len(names) >= _MAX_NAMES:
+                names.clear()
+            name_part = names[name] = dumps(name) + b',"id":"'  # type: ignore[index]
+        if data:
+            if type(data) is not dict:
+                return None  # a Mapping, or not a mapping: the general path checks it
+            try:
+                encoded = dumps(data, json_default, _OPTS)
+            except (TypeError, ValueError):
+                return None  # the general path names the bad value
+        else:
+            encoded = None
+        ms = time_ns() // 1_000_000
+        if ms != last_ms:
+            last_ms = ms
+            prefix = ulid_time_prefix(ms)  # once per millisecond
+            prefix_b = prefix.encode()
+            if ms // 1000 != last_s:
+                last_s = ms // 1000
+                ts_attrs = b'","timestamp":%d,"attributes":' % last_s
+                ts_end = b'","timestamp":%d}' % last_s
+        try:
+            suffix = pop()
+        except IndexError:
+            refill()
+            suffix = pop()
+        if encoded is not None:
+            payload = b"".join(
+                (head, ident, name_part, prefix_b, suffix.encode(), ts_attrs, encoded, b"}")
+            )
+            if len(payload) > MAX_OPERATION_BYTES:
+                check_operation_size(payload)  # raises the ValidationError
+        else:
+            payload = b"".join((head, ident, name_part, prefix_b, suffix.encode(), ts_end))
+        admitted = offer(payload)
+        if admitted == ADMITTED:
+            return prefix + suffix
+        if admitted == DECLINED:
+            return (prefix + suffix, payload)
+        return (prefix + suffix,)
+
+    return encode_admit
+
+
+__all__ = ["EncodeAdmit", "event_encoder", "no_fast_path"]
