@@ -156,6 +156,33 @@ async def test_an_entry_that_keeps_killing_relays_is_dead_lettered(
     assert b"delivered 4 times" in entry[1][b"reason"]
 
 
+async def test_an_outage_past_the_retry_budget_retries_then_dead_letters(
+    redis_url: str, conn: aredis.Redis
+) -> None:
+    await StreamWriter(conn, StreamConfig()).add(payloads(3))
+    async with StandIn() as server:
+        server.fail_next(503, times=10_000, path="/api/v2/batch")  # a long outage
+        async with AsyncCustomerIO(**server.client_kwargs(), batch=RELAY_BATCH) as client:
+            relay = RedisStreamRelay(
+                client,
+                redis_url,
+                options=RelayOptions(
+                    stats_interval=0, claim_idle=0.1, claim_every=0.05, max_deliveries=3
+                ),
+            )
+            task = asyncio.create_task(relay.run())
+            await wait_until(lambda: relay.stats.dead_lettered == 3)
+            relay.stop()
+            await task
+        # Each entry was tried in three deliveries (each with the client's retries).
+        assert relay.stats.reclaimed >= 6
+        assert server.counts["fault_503"] >= 9
+    dead = await conn.xrange("cio:ops:dead")
+    assert len(dead) == 3
+    assert all(b"delivered 3 times" in e[1][b"reason"] for e in dead)
+    assert all(b"503" in e[1][b"reason"] for e in dead)
+
+
 async def test_stop_leaves_undelivered_entries_pending_for_others(
     redis_url: str, conn: aredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

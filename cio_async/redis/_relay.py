@@ -7,8 +7,10 @@ are the client's), and settles each entry by its outcome:
 - delivered: ``XACK`` + ``XDEL`` (at least once: a relay that dies between delivery and
   acknowledgement leaves the entry pending, and it is delivered again with the same
   event id, which Customer.io ignores for events);
-- rejected by Customer.io, or failed past the retry budget: moved to the dead-letter
-  stream with the reason;
+- rejected by Customer.io (or failed with an error that cannot clear): moved to the
+  dead-letter stream with the reason;
+- failed past the client's retry budget (an outage): left pending, tried again after
+  ``claim_idle``, and dead-lettered with the last error after ``max_deliveries``;
 - dropped at shutdown: left pending, for another relay to reclaim;
 - refused for credentials: left pending, and the relay stops with the error (every
   other entry would fail the same way).
@@ -293,14 +295,20 @@ class RedisStreamRelay:
                 self._fatal = exc
                 log.error("cio_async relay: credentials refused (%s); stopping", exc)
                 self._stopping.set()
-        elif isinstance(exc, CustomerIOError):
+        elif isinstance(exc, CustomerIOError) and not exc.retryable:
             self._dead(entry, f"failed: {exc}")
+        elif isinstance(exc, CustomerIOError):
+            # Failed past the client's retry budget (an outage): left pending, so it is
+            # tried again after claim_idle, and dead-lettered after max_deliveries.
+            self._last_error[entry.id] = str(exc)
+            self.stats.left_pending += 1
         else:
             self._last_error[entry.id] = repr(exc)
             self.stats.left_pending += 1
         self._settled.set()
 
     def _ack(self, eid: bytes) -> None:
+        self._last_error.pop(eid, None)
         self._to_ack.append(eid)
         self._settled.set()
 
