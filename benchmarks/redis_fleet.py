@@ -159,7 +159,13 @@ def relays(
     elapsed = time.perf_counter() - (first or t0)
     for p in procs:
         p.send_signal(signal.SIGTERM)
-    codes = [p.wait(60) for p in procs]
+    codes: list[int | None] = []
+    for p in procs:
+        try:
+            codes.append(p.wait(120))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes.append(None)  # did not stop in time: reported, not hidden
     return {
         "relays": k,
         "events": n,

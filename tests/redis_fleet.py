@@ -187,9 +187,9 @@ async def run_scenario(
             t0 = time.monotonic()
             for r in range(relays):
                 await fleet.start_relay(f"relay-{chr(97 + r)}")
-            per = events // producers
             for k in range(producers):
-                await fleet.start_producer(per, f"prod{k}")
+                share = events // producers + (1 if k < events % producers else 0)
+                await fleet.start_producer(share, f"prod{k}")
             killed_at = None
             if kill_relay or crash_redis:
                 while server.counts["person.event"] < events // 3:

@@ -180,7 +180,7 @@ class RedisStreamRelay:
             # Stop taking new work, deliver what was taken (bounded), settle it.
             for t in tasks[:2]:
                 t.cancel()
-            await asyncio.gather(*tasks[:2], return_exceptions=True)
+            await asyncio.wait(tasks[:2], timeout=5)
             # Send what the client holds now rather than after its linger.
             deadline = time.monotonic() + self.drain_timeout
             await self._client.flush(self.drain_timeout)
@@ -189,7 +189,12 @@ class RedisStreamRelay:
             for t in tasks[2:]:
                 t.cancel()
             await asyncio.gather(*tasks[2:], return_exceptions=True)
-            await self._flush_settlements()
+            if not await self._flush_settlements():
+                log.warning(
+                    "cio_async relay: %d settled entries could not be acknowledged; "
+                    "they stay pending and will be delivered again",
+                    len(self._to_ack) + len(self._to_dead),
+                )
             self.stats.left_pending += self._in_flight
             log.info("cio_async relay %s stopped: %s", self.options.consumer, self._line())
             if self._owned:
@@ -215,7 +220,9 @@ class RedisStreamRelay:
         opts = self.options
         block_ms = max(1, round(opts.block * 1000))
         backoff = 0.1
-        while True:
+        # Not ``while True``: redis-py can turn a cancellation that lands inside a
+        # command into a connection error, which the handler below would swallow.
+        while not self._stopping.is_set():
             room = opts.max_in_flight - self._in_flight
             if room <= 0:
                 self._room.clear()
@@ -236,7 +243,7 @@ class RedisStreamRelay:
         opts = self.options
         idle_ms = round(opts.claim_idle * 1000)
         swept = True
-        while True:
+        while not self._stopping.is_set():  # (see _reader)
             if not swept:
                 await asyncio.sleep(opts.claim_every)
             swept = False
@@ -322,26 +329,34 @@ class RedisStreamRelay:
             if not self._to_ack and not self._to_dead:
                 self._settled.clear()
                 await self._settled.wait()
-            await self._flush_settlements()
-            # Let acknowledgements gather into one MULTI rather than one per entry.
-            await asyncio.sleep(0.01)
+            ok = await self._flush_settlements()
+            # Let acknowledgements gather into one MULTI rather than one per entry
+            # (and back off while Redis is unreachable).
+            await asyncio.sleep(0.01 if ok else 0.5)
 
-    async def _flush_settlements(self) -> None:
+    async def _flush_settlements(self) -> bool:
+        """Acknowledge and dead-letter what settled; False if Redis was unreachable.
+        Whatever did not reach Redis (unreachable, or cancelled on the way) is kept
+        for the next call; if this relay dies first, those entries are delivered
+        again (duplicates by event id only). A repeated XACK is harmless."""
         acks, self._to_ack = self._to_ack, []
         dead, self._to_dead = self._to_dead, []
         try:
-            await self._consumer.ack(acks)
-            self.stats.delivered += len(acks)
-            acks = []
-            await self._consumer.dead_letter(dead)
-            self.stats.dead_lettered += len(dead)
+            if acks:
+                await self._consumer.ack(acks)
+                self.stats.delivered += len(acks)
+                acks = []
+            if dead:
+                await self._consumer.dead_letter(dead)
+                self.stats.dead_lettered += len(dead)
+                dead = []
         except UNREACHABLE as exc:
-            # Not settled in Redis: keep them and try again (if this relay dies
-            # first, the entries are delivered again: duplicates by event id only).
             log.warning("cio_async relay: cannot acknowledge, Redis unreachable (%r)", exc)
+            return False
+        finally:
             self._to_ack[:0] = acks
             self._to_dead[:0] = dead
-            await asyncio.sleep(0.5)
+        return True
 
     async def _reporter(self) -> None:
         interval = self.options.stats_interval
@@ -362,7 +377,8 @@ class RedisStreamRelay:
         s = self.stats
         return (
             f"delivered={s.delivered} dead_lettered={s.dead_lettered} read={s.read} "
-            f"reclaimed={s.reclaimed} in_flight={self._in_flight} stream_length={s.length} "
+            f"reclaimed={s.reclaimed} in_flight={self._in_flight} "
+            f"left_pending={s.left_pending} stream_length={s.length} "
             f"pending={s.pending} lag={s.lag}"
         )
 
