@@ -100,7 +100,10 @@ def _drain(cio: Any) -> None:
     """Empty the client's queue between timed chunks, as the sender would in steady
     state, so admission is not measured against an ever-growing heap. Internal, so
     guarded: without it the chunks are only smaller."""
-    queue = getattr(getattr(cio, "_pipeline", None), "_queue", None)
+    delivery = getattr(cio, "_delivery", None)
+    queue = delivery.accumulator if delivery is not None else None
+    if queue is None:  # the previous release (the cio_async_prev peer)
+        queue = getattr(getattr(cio, "_pipeline", None), "_queue", None)
     if queue is not None and hasattr(queue, "drain"):
         queue.drain()
 
@@ -304,6 +307,8 @@ def run(params: dict[str, Any], peer: str) -> dict[str, Any]:
     _quiet()
     if peer == "cdp":
         return {"queued_memory": queued_memory(params["memory_events"], "cdp")}
+    if peer == "cio_async_prev":  # the previous release: admission, side by side
+        return {"admission": admission(params["admission_calls"])}
     if peer != "cio_async":
         raise ValueError(peer)
     return {

@@ -212,31 +212,35 @@ class CioAsync(Peer):
         return _run(main())
 
 
+class CioAsyncPrevious(CioAsync):
+    """The previous release's cio_async, run side by side with this tree's: the worker
+    puts the checkout named by ``CIO_BENCH_BASELINE`` (e.g. a ``git worktree`` of the
+    previous commit; ``scripts/bench --baseline REF`` makes one) first on ``sys.path``."""
+
+    name = "cio_async_prev"
+    label = "cio_async (previous release)"
+
+
 # -- the hand-written ceiling -------------------------------------------------------------------
+
+#: A random 10-character prefix per run: with a 16-digit counter, a unique 26-character
+#: event id, as a hand-written loop would make one.
+_RUN_PREFIX = "".join("0123456789ABCDEFGHJKMNPQRSTVWXYZ"[b % 32] for b in os.urandom(10))
 
 
 class Ceiling(Peer):
     """aiohttp + orjson, by hand: build v2 operations, join them into batches of the same
-    size cio_async uses (1000), post with the same concurrency (8 in flight) on one
-    pooled session. No validation, no stats, no retries beyond honouring a 429's
-    Retry-After. The events are the same as cio_async's: each carries its own ULID and
-    timestamp (made with the same fast generator cio_async uses, so the comparison is
-    of everything else). The most a Python client on aiohttp can do, so it is the
-    throughput ceiling."""
+    size cio_async uses (1000), post 10 at a time on one pooled session. No validation,
+    no stats, no retries beyond honouring a 429's Retry-After. The events carry the same
+    fields as cio_async's, each with a unique 26-character id and a Unix timestamp, made
+    the way a hand-written loop would make them cheaply: a random prefix per run plus a
+    counter, and the clock read once per batch (not with cio_async's generator). The
+    most a Python client on aiohttp can do, so it is the throughput ceiling."""
 
     name = "ceiling"
     label = "aiohttp+orjson loop (ceiling)"
     BATCH = 1000
-    IN_FLIGHT = 8
-
-    @staticmethod
-    def _new_event_id() -> tuple[str, int]:
-        # Imported on first use (workers for other peers never load cio_async), then
-        # bound, so each call costs no more than in cio_async itself.
-        from cio_async._encode import new_event_id
-
-        Ceiling._new_event_id = staticmethod(new_event_id)  # type: ignore[method-assign]
-        return new_event_id()
+    IN_FLIGHT = 10
 
     def _session(self, **connector: Any) -> Any:
         import aiohttp
@@ -266,16 +270,18 @@ class Ceiling(Peer):
                 return limited
         raise RuntimeError("gave up after 1000 rate-limited attempts")
 
+    def _warm_up_op(self) -> dict[str, Any]:
+        return self._op(_RUN_PREFIX, 0, "w", int(time.time()), {})
+
     def _op(self, prefix: str, i: int, user: str, ts: int, data: dict[str, Any]) -> dict[str, Any]:
-        # The same event cio_async sends: a real ULID and the event's own timestamp.
-        event_id, now = self._new_event_id()
+        # The same fields cio_async sends; the id is the run's prefix and a counter.
         return {
             "type": "person",
             "action": "event",
             "identifiers": {"id": user},
             "name": EVENT_NAME,
-            "id": event_id,
-            "timestamp": now,
+            "id": f"{prefix}{i:016d}",
+            "timestamp": ts,
             "attributes": data,
         }
 
@@ -314,14 +320,12 @@ class Ceiling(Peer):
             out = []
             headers = self._headers()
             async with self._session() as session:
-                await self._post(
-                    session, orjson.dumps({"batch": [self._op("w", 0, "w", 0, {})]}), headers
-                )
+                await self._post(session, orjson.dumps({"batch": [self._warm_up_op()]}), headers)
                 for b in range(bursts):
                     t0 = time.perf_counter()
                     ts = int(time.time())
                     ops = [
-                        self._op("B", b * events + i, USERS[i], ts, event_data(i))
+                        self._op(_RUN_PREFIX, 1 + b * events + i, USERS[i], ts, event_data(i))
                         for i in range(events)
                     ]
                     await self._post(session, orjson.dumps({"batch": ops}), headers)
@@ -334,12 +338,12 @@ class Ceiling(Peer):
         import orjson
 
         dumps = orjson.dumps
-        prefix = f"{int(time.time()):08X}{os.getpid() & 0xFFFF:04X}"[-10:]
+        prefix = _RUN_PREFIX
 
         async def main() -> dict[str, Any]:
             headers = self._headers()
             async with self._session() as session:
-                await self._post(session, dumps({"batch": [self._op("w", 0, "w", 0, {})]}), headers)
+                await self._post(session, dumps({"batch": [self._warm_up_op()]}), headers)
                 queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.IN_FLIGHT)
                 limited = 0
 
@@ -360,7 +364,7 @@ class Ceiling(Peer):
                         {
                             "batch": [
                                 op(prefix, i, users[i % nu], ts, {"path": "/pricing", "n": i})
-                                for i in range(sent, sent + n)
+                                for i in range(sent + 1, sent + n + 1)
                             ]
                         }
                     )
@@ -821,6 +825,7 @@ PEERS: dict[str, type[Peer]] = {
     p.name: p
     for p in (
         CioAsync,
+        CioAsyncPrevious,
         Ceiling,
         CustomerIOSerial,
         CustomerIOThreads,
@@ -833,6 +838,7 @@ PEERS: dict[str, type[Peer]] = {
 #: The Python package each peer needs (None: always there).
 REQUIRES: dict[str, str | None] = {
     "cio_async": None,
+    "cio_async_prev": None,
     "ceiling": None,
     "customerio": "customerio",
     "customerio_t25": "customerio",
@@ -846,6 +852,8 @@ def available(name: str) -> bool:
     """Whether the peer's package is installed."""
     import importlib.util
 
+    if name == "cio_async_prev":
+        return bool(os.environ.get("CIO_BENCH_BASELINE"))
     module = REQUIRES[name]
     if module is None:
         return True

@@ -310,7 +310,7 @@ class Harness:
         s.configure(lean=True)
         # cio_async and the ceiling take turns, run by run: the CPU target is a ratio
         # of the two, and this shared machine's speed drifts by more than the margin.
-        full = [p for p in self.peers if p in ("cio_async", "ceiling")]
+        full = [p for p in self.peers if p in ("cio_async", "cio_async_prev", "ceiling")]
         if full:
             self.repeat(
                 "stream",
@@ -470,7 +470,7 @@ class Harness:
         small, large = self.sizes["instruction_events"]
         s.configure(lean=True)
         try:
-            for peer in [p for p in self.peers if p in ("cio_async", "ceiling")]:
+            for peer in [p for p in self.peers if p in ("cio_async", "cio_async_prev", "ceiling")]:
                 counts: list[int] = []
                 error = None if valgrind else "valgrind is not installed"
                 for events in (small, large) if valgrind else ():
@@ -545,10 +545,31 @@ class Harness:
                 out["queued_rss_bytes_per_event"] = mem["bytes_per_event_rss"]
             return out
 
-        for peer in ("cio_async", "cdp"):
+        for peer in ("cio_async", "cio_async_prev", "cdp"):
             if peer not in self.peers:
                 continue
             self.repeat("micro", peer, None, params, z["micro_repeats"], 600, extract)
+
+
+def baseline_checkout(ref: str) -> str:
+    """A checkout of ``ref`` (a detached git worktree) for the ``cio_async_prev`` peer."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", ref + "^{commit}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    path = ROOT / "benchmarks" / "results" / "baseline" / sha[:12]
+    if not (path / "cio_async").is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-f", str(path), sha],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -564,6 +585,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rtt", default="", help="comma-separated RTTs in ms for identify/burst (e.g. 0,50,150)"
     )
+    parser.add_argument(
+        "--stream-rtt", default="", help="comma-separated RTTs in ms for the stream (e.g. 50,150)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a git ref (e.g. main~1) to run side by side as peer cio_async_prev "
+        "(checked out with git worktree under benchmarks/results/baseline)",
+    )
+    parser.add_argument(
+        "--instruction-events",
+        default="",
+        help="the two stream sizes counted under callgrind (e.g. 20000,120000)",
+    )
     parser.add_argument("--repeats", type=int, default=0, help="override repetitions")
     parser.add_argument("--save", action="store_true", help="also write benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a note for RESULTS.md (e.g. machine load)")
@@ -574,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dict(SIZES[size_name])
     if args.rtt:
         sizes["rtts"] = [float(x) / 1000 for x in args.rtt.split(",")]
+    if args.stream_rtt:
+        sizes["stream_rtts"] = [float(x) / 1000 for x in args.stream_rtt.split(",")]
+    if args.instruction_events:
+        sizes["instruction_events"] = [int(x) for x in args.instruction_events.split(",")]
+    if args.baseline:
+        os.environ["CIO_BENCH_BASELINE"] = baseline_checkout(args.baseline)
     if args.repeats:
         for k in list(sizes):
             if k.endswith("repeats"):

@@ -20,6 +20,9 @@ from .peers import PEERS, NotApplicable
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     workload, peer_name = spec["workload"], spec["peer"]
+    if peer_name == "cio_async_prev":
+        # The previous release, imported instead of this tree (nothing imported it yet).
+        sys.path.insert(0, os.environ["CIO_BENCH_BASELINE"])
     params: dict[str, Any] = spec.get("params", {})
     if workload == "micro":
         from . import micro

@@ -78,6 +78,14 @@ class _Probe:
 _PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
 
 
+def _is_identify(op: Operation) -> bool:
+    """A person identify? Looks at the payload's first bytes before decoding, so the
+    lazily decoded operations handed to on_drop at shutdown stay undecoded."""
+    if op.payload.find(b'"identify"', 0, 64) < 0:
+        return False
+    return op.type == "person" and op.action == "identify"
+
+
 class _State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -314,13 +322,13 @@ class AsyncCustomerIO:
 
     def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
         # A failed identify must not suppress its own retry.
-        if op is not None and op.type == "person" and op.action == "identify" and self._dedup:
+        if op is not None and self._dedup and _is_identify(op):
             self._evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
-        if op.type == "person" and op.action == "identify" and self._dedup:
+        if self._dedup and _is_identify(op):
             self._evict(op.key)
         if self._user_on_drop is not None:
             self._call_user(self._user_on_drop, op, reason)

@@ -30,8 +30,16 @@ from cio_async._retry import parse_retry_after
 
 
 def test_exports_are_sorted_complete_and_public() -> None:
+    import inspect
+
     names = cio_async.__all__
     assert names == sorted(names)
+    public = {
+        n
+        for n, obj in vars(cio_async).items()
+        if not n.startswith("_") and not inspect.ismodule(obj)
+    }
+    assert public == set(names) - {"__version__"}, "a public name is missing from __all__"
     for name in names:
         obj = getattr(cio_async, name)
         if isinstance(obj, type):

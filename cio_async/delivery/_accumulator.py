@@ -67,7 +67,11 @@ class Accumulator:
         self._deferred = backend.deferred_commit
         self._timer: asyncio.TimerHandle | None = None
         self._linger_due = False
+        #: A linger timer is armed, or has fired and its batch is not taken yet.
+        self._lingering = False
         self._urgent = 0
+        #: ``Waited`` items queued (awaited operations; most batches have none).
+        self._waited = 0
         self._flush_target = 0
         self._since_yield = 0
         #: True while the sender is known to be awake: admissions test a plain
@@ -86,6 +90,7 @@ class Accumulator:
         """Stop admitting (``offer`` declines from now on)."""
         self.closing = True
         self._loop = None
+        self._lingering = True  # no new timers
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -104,27 +109,28 @@ class Accumulator:
         policy), ``ADMITTED``, or ``ADMITTED_YIELD`` once per batch's worth of
         admissions (the caller should yield to the loop so a producer awaiting in a
         tight loop never starves the sender)."""
-        size = len(payload)
-        if (
-            self._loop is not _running_loop()
-            or self._loop is None
-            or self.events >= self._max_events
-            or self.nbytes + size > self._max_bytes
-        ):
+        loop = self._loop
+        if loop is None or loop is not _running_loop():
+            return DECLINED
+        events = self.events
+        nbytes = self.nbytes + len(payload)
+        if events >= self._max_events or nbytes > self._max_bytes:
             return DECLINED
         self._append(payload)
-        self.events += 1
-        self.nbytes += size
-        if self.events >= self._batch_events or self.nbytes >= self._batch_bytes:
+        self.events = events = events + 1
+        self.nbytes = nbytes
+        if events >= self._batch_events or nbytes >= self._batch_bytes:
             if not self._woken:
                 self._woken = True
                 self._wake()
-        elif self._timer is None and not self._linger_due:
-            self._timer = self._loop.call_later(self._linger, self._linger_elapsed)
-        self._since_yield += 1
-        if self._since_yield >= self._batch_events:
+        elif not self._lingering:
+            self._lingering = True
+            self._timer = loop.call_later(self._linger, self._linger_elapsed)
+        n = self._since_yield + 1
+        if n >= self._batch_events:
             self._since_yield = 0
             return ADMITTED_YIELD
+        self._since_yield = n
         return ADMITTED
 
     def full(self, size: int) -> bool:
@@ -146,6 +152,9 @@ class Accumulator:
                     self.events -= 1
                     self.nbytes -= len(old)
                     self.head_seq += 1
+                    if type(old) is Waited:
+                        self._waited -= 1
+                        self._urgent -= old.urgent
                     evicted.append(old)
                 self._dropped(evicted, "queue_full")
                 self._space()
@@ -156,6 +165,8 @@ class Accumulator:
         commit = self._append(payload)
         self.events += 1
         self.nbytes += size
+        if type(payload) is Waited:
+            self._waited += 1
         if type(payload) is Waited and payload.urgent:
             self._urgent += 1
             self._woken = True
@@ -169,7 +180,8 @@ class Accumulator:
             if not self._woken:
                 self._woken = True
                 self._wake()
-        elif self._timer is None and not self._linger_due and self._bound is not None:
+        elif not self._lingering and self._bound is not None:
+            self._lingering = True
             self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
 
     def yield_due(self) -> bool:
@@ -182,6 +194,9 @@ class Accumulator:
 
     def _linger_elapsed(self) -> None:
         self._timer = None
+        if not self.events:
+            self._lingering = self.closing  # nothing to send: the next admission re-arms
+            return
         self._linger_due = True
         self._woken = True
         self._wake()
@@ -212,14 +227,19 @@ class Accumulator:
         """The sender goes to sleep: the next full batch must wake it."""
         self._woken = False
 
-    def take(self) -> tuple[int, Batch]:
+    def take(self) -> tuple[int, Batch, bool]:
         """Take the next batch (up to the policy's batch bounds); return its first
-        item's sequence number and the batch."""
+        item's sequence number, the batch, and whether it holds awaited operations."""
         first = self.head_seq
         batch = self.backend.take(self._batch_events, self._batch_bytes)
         n = len(batch.items)
         if not n:
-            return first, batch
+            return first, batch, False
+        waited = False
+        if self._waited:
+            w = sum(1 for i in batch.items if type(i) is Waited)
+            self._waited -= w
+            waited = w > 0
         self.events -= n
         self.nbytes -= batch.nbytes
         self.head_seq += n
@@ -229,13 +249,15 @@ class Accumulator:
         # than going out at once as a sliver; flush, waiters and size still win.
         self._linger_due = False
         if not self.events:
+            self._lingering = False
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
         elif self._timer is None and self._bound is not None and not self.closing:
+            self._lingering = True
             self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
         self._space()
-        return first, batch
+        return first, batch, waited
 
     def drain(self) -> list[bytes]:
         """Remove everything queued (shutdown, a dead sender, rejected credentials)."""
@@ -244,6 +266,7 @@ class Accumulator:
         self.events = 0
         self.nbytes = 0
         self._urgent = 0
+        self._waited = 0
         self._space()
         return items
 

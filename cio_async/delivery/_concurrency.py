@@ -10,8 +10,10 @@ a round trip well above the baseline shrinks it a little. It stays within
 
 from __future__ import annotations
 
-#: A round trip this many times the baseline counts as rising latency.
+#: A round trip this many times the baseline, plus ``_SLACK`` seconds (scheduling
+#: jitter on a busy event loop is not congestion), counts as rising latency.
 _SLOW = 2.0
+_SLACK = 0.02
 #: The baseline forgets old minima slowly, so a path that got slower for good is
 #: re-learned rather than held against the limit for ever.
 _BASELINE_DRIFT = 0.01
@@ -44,7 +46,7 @@ class Concurrency:
             self._baseline = base = rtt
         else:
             self._baseline = base + (rtt - base) * _BASELINE_DRIFT
-        if rtt > base * _SLOW and rtt > 0.005:
+        if rtt > base * _SLOW + _SLACK:
             self._value = max(1.0, self._value * 0.9)
         elif in_flight >= self.limit:
             # Grow only when the limit is what holds the sender back.

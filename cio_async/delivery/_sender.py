@@ -43,7 +43,7 @@ from .._model import Operation
 from .._retry import retry_delay, retry_headers
 from .._stats import Recorder
 from .._tasks import TaskSet
-from ._accumulator import DECLINED, Accumulator
+from ._accumulator import Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._endpoint import BatchEndpoint
@@ -87,14 +87,27 @@ def _op_of(item: bytes) -> Operation:
     return item.op if type(item) is Waited else Operation.lazy(item)
 
 
+class _AllSettled(frozenset[int]):
+    """``_Flight.settled`` once the whole batch settled in one go: contains everything."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ALL: set[int] = _AllSettled()  # type: ignore[assignment]
+
+
 class _Flight:
     """One batch in flight: where it starts in sequence order, how many of its items
     are not settled yet, and which are (splits settle in parts)."""
 
-    __slots__ = ("first", "ids", "items", "open", "settled")
+    __slots__ = ("first", "ids", "items", "open", "settled", "waited")
 
-    def __init__(self, first: int, items: list[bytes], ids: Sequence[Any] | None) -> None:
+    def __init__(
+        self, first: int, items: list[bytes], ids: Sequence[Any] | None, waited: bool
+    ) -> None:
         self.first = first
+        self.waited = waited  # holds awaited operations (futures to settle)
         self.items = items
         self.ids = ids
         self.open = len(items)
@@ -277,12 +290,11 @@ class Sender:
         self._check_admission()
 
     def admit_nowait(self, payload: bytes) -> None:
-        """Queue an encoded operation without waiting; callable from any thread."""
+        """Queue an encoded operation without waiting; callable from any thread. The
+        caller tried ``accumulator.offer`` first (this is what it declined)."""
         if threading.get_ident() == self._thread_id:
             self._check_admission()
             acc = self._acc
-            if acc.offer(payload) != DECLINED:
-                return
             if self._block and acc.full(len(payload)):
                 self._rec.refused += 1
                 raise QueueFullError("delivery queue full; a non-waiting call cannot block")
@@ -353,11 +365,11 @@ class Sender:
                 freed.clear()
                 await freed.wait()
                 continue
-            first, batch = acc.take()
+            first, batch, waited = acc.take()
             if not batch.items:
                 continue
             batch_id = next(self._batch_ids)
-            flight = _Flight(first, batch.items, batch.ids)
+            flight = _Flight(first, batch.items, batch.ids, waited)
             self._inflight[batch_id] = flight
             _task = self._tasks.spawn(self._deliver_batch(batch_id, flight), "cio_async-batch")
 
@@ -514,21 +526,28 @@ class Sender:
     ) -> None:
         """Settle these positions of an in-flight batch (skipping any already settled)."""
         done = flight.settled
-        todo = [p for p in positions if p not in done]
-        if not todo:
-            return
-        done.update(todo)
-        flight.open -= len(todo)
         items = flight.items
-        chosen = [items[p] for p in todo]
+        if not done and done is not _ALL and len(positions) == len(items):
+            # The common case, a whole batch at once: no per-item bookkeeping.
+            todo: Sequence[int] = range(len(items))
+            chosen = items
+            flight.settled = _ALL
+        else:
+            todo = [p for p in positions if p not in done]
+            if not todo:
+                return  # (a batch settled whole contains every position)
+            done.update(todo)
+            chosen = [items[p] for p in todo]
+        flight.open -= len(todo)
         if flight.ids is not None:
             ids = flight.ids
             self.backend.ack([ids[p] for p in todo])
         if outcome == "delivered":
             self._rec.delivered += len(chosen)
-            for it in chosen:
-                if type(it) is Waited and not it.future.done():
-                    it.future.set_result(None)
+            if flight.waited:
+                for it in chosen:
+                    if type(it) is Waited and not it.future.done():
+                        it.future.set_result(None)
         else:
             assert exc is not None
             self._settle_failed(chosen, exc, reason)
