@@ -7,9 +7,10 @@ For a fleet of processes against one Customer.io workspace:
   local fallback at budget / N while Redis is unreachable;
 - ``RedisDedupCache``: identify deduplication shared by every process, behind a
   small local cache, failing open;
-- ``RedisStreamProducer`` / ``RedisStreamRelay``: application processes append
-  operations to a Redis stream; ``cio-async relay`` processes (one consumer group)
-  deliver them through the same batching sender, at least once.
+- ``RedisStreamTarget`` / ``RedisStreamRelay``: application processes
+  (``AsyncCustomerIO(stream=RedisStreamTarget(url))``) append their batches to a
+  Redis stream; ``cio-async relay`` processes (one consumer group) deliver them
+  through the same batching sender, at least once.
 
 ``import cio_async`` never imports this package (nor redis).
 """
