@@ -41,7 +41,7 @@ run under Kubernetes (a Deployment; the pod name is the consumer name):
               "--fleet-size", "4"]
     envFrom: [{secretRef: {name: customerio}}]
     env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-  terminationGracePeriodSeconds: 45   # more than --drain-timeout
+  terminationGracePeriodSeconds: 45   # more than --drain-timeout + 5
 
   (the consumer name defaults to $POD_NAME, else <host>-<pid>)
 """
@@ -148,9 +148,12 @@ async def _run(args: argparse.Namespace) -> int:
     # A relay holds what it read in the client's queue: room for all of it, waiting
     # (never dropping) when full; the retry budget stays under --claim-idle so a live
     # relay's entries are not reclaimed while it is still retrying them.
+    # The relay drains (up to --drain-timeout) before closing the client, so the
+    # client's own shutdown only drops what is left (it stays pending in Redis).
     batch = BatchPolicy(
         max_queue_events=max(args.max_in_flight * 2, 10_000),
         when_full="block",
+        shutdown_timeout=2.0,
         retry=RetryPolicy(
             max_attempts=50, max_delay=10.0, total_timeout=max(1.0, args.claim_idle * 0.5)
         ),
