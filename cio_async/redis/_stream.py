@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, CustomerIOError
 
 log = logging.getLogger("cio_async")
 
@@ -52,8 +52,11 @@ return n + count
 """
 
 
-class StreamFullError(Exception):
-    """The stream holds ``max_len`` undelivered operations: the relays are behind."""
+class StreamFullError(CustomerIOError):
+    """The stream holds ``max_len`` undelivered operations: the relays are behind.
+    Retryable: it clears as the relays catch up."""
+
+    _retryable = True
 
     def __init__(self, length: int, max_len: int) -> None:
         super().__init__(
