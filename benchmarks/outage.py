@@ -1,5 +1,5 @@
 """Outage then recovery, with default settings: ``python -m benchmarks.outage
-[--outage 600] [--rate 500]``.
+[--outage 600] [--rate 300]``.
 
 A producer tracks ``rate`` events a second throughout; the stand-in (in this process,
 on loopback) answers every batch with 503 for ``outage`` seconds, then recovers. The
@@ -20,7 +20,7 @@ from typing import Any
 
 
 async def run(outage: float, rate: int) -> dict[str, Any]:
-    from cio_async import AsyncCustomerIO
+    from cio_async import AsyncCustomerIO, QueueFullError
     from cio_async.testing import StandIn
 
     logging.getLogger("cio_async").setLevel(logging.ERROR)
@@ -33,12 +33,15 @@ async def run(outage: float, rate: int) -> dict[str, Any]:
         async with cio:
             await cio.track("warm-up", "e", wait=True)
             server.fail_next(503, times=10**9, path="/api/v2/batch")
-            admitted = 0
+            admitted = refused = 0
             start = loop.time()
             while loop.time() - start < outage:
                 for _ in range(rate // 10):
-                    cio.track_nowait(f"u{admitted % 1000}", "outage")
-                    admitted += 1
+                    try:
+                        cio.track_nowait(f"u{admitted % 1000}", "outage")
+                        admitted += 1
+                    except QueueFullError:
+                        refused += 1  # the queue's bounds (200,000 by default)
                 await asyncio.sleep(0.1)
             before = len(server.requests)
             server.clear_faults()
@@ -55,6 +58,7 @@ async def run(outage: float, rate: int) -> dict[str, Any]:
     return {
         "outage_s": outage,
         "admitted": admitted,
+        "refused_queue_full": refused,
         "delivered": delivered,
         "lost": admitted - delivered,
         "failed_reports": len(failed),
@@ -69,7 +73,7 @@ async def run(outage: float, rate: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--outage", type=float, default=600.0, help="seconds of 503s")
-    parser.add_argument("--rate", type=int, default=500, help="events per second")
+    parser.add_argument("--rate", type=int, default=300, help="events per second")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args.outage, args.rate)), indent=2))
     return 0

@@ -24,7 +24,6 @@ from ._model import (
     PersonRef,
     RelationshipRef,
     as_person,
-    event_payload,
     person_ident,
 )
 from ._ratelimit import RateBudget
@@ -40,6 +39,7 @@ from .delivery import (
     QueueBackend,
     Sender,
     TrackBatchEndpoint,
+    encode_event,
     event_encoder,
     no_fast_path,
 )
@@ -638,7 +638,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         await self._enqueue(payload, wait)
         return event_id
 
@@ -661,7 +661,7 @@ class AsyncCustomerIO:
                 return admitted[0]
         if not self._has_track:
             self._check_track()
-        payload, event_id = event_payload(person, action, name, data, id, timestamp)
+        payload, event_id = encode_event(person, action, name, data, id, timestamp)
         self._enqueue_nowait(payload)
         return event_id
 

@@ -116,7 +116,11 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rnd: random.Random | None = None) -> float:
         """The computed delay before retry number ``retry`` (0 = first retry)."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier**retry)
+        try:
+            grown = self.initial_delay * self.multiplier**retry
+        except OverflowError:  # thousands of retries (a long outage, probing often)
+            grown = self.max_delay
+        base = min(self.max_delay, grown)
         if self.jitter:
             u = (rnd or random).random()
             base *= 1 - self.jitter / 2 + self.jitter * u

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from orjson import dumps as _orjson_dumps
 
 from ._encode import _OPTS as _ORJSON_OPTS
-from ._encode import json_default, loads, new_event_id, to_unix_seconds
+from ._encode import json_default, loads, to_unix_seconds
 from ._errors import ValidationError
 from ._validate import (
     MAX_OPERATION_BYTES,
@@ -24,7 +24,6 @@ from ._validate import (
     check_operation_size,
     check_text,
     encode_checked,
-    event_name_rule,
 )
 
 __all__ = [
@@ -299,16 +298,6 @@ def person_ident(ref: PersonRef) -> tuple[str, str]:
     return p.kind, p.value
 
 
-# Constant pieces of an encoded event, by (action, identifier kind) and by (action, name).
-# An event's payload is a join of these with the few encoded variable parts, which
-# costs about half of building a dict and encoding it (and needs no compacting copy).
-_HEADS: dict[str, dict[str, bytes]] = {"event": {}, "page": {}, "screen": {}}
-_NAMES: dict[str, dict[str, bytes]] = {"event": {}, "page": {}, "screen": {}}
-_TS = b'","timestamp":'
-_ATTRS = b',"attributes":'
-_last_ts: tuple[int, bytes] = (0, b"0")
-
-
 def event_payload(
     person: PersonRef,
     action: str,
@@ -319,75 +308,12 @@ def event_payload(
 ) -> tuple[bytes, str]:
     """Validate and encode a person event/page/screen; return ``(payload, event_id)``.
 
-    This is the admission hot path (about two microseconds): no Person, Operation or
-    dict objects, the cheap checks first, and the payload joined from cached pieces.
-    The bytes are the same as ``orjson.dumps`` of the operation's dict.
+    The one event encoder lives in ``cio_async.delivery`` (``encode_event``), with its
+    per-person and per-name caches; this is it, for the builders here.
     """
-    if (
-        type(person) is str
-        and 0 < len(person) <= _FAST_ID_CHARS
-        and person.isascii()
-        and "@" not in person
-        and not person.startswith("cio_")
-        and not person.isspace()
-    ):
-        kind, value = "id", person
-    else:
-        kind, value = person_ident(person)
-    # Nested dicts keyed by the (interned, hash-cached) strings: no concatenation.
-    heads = _HEADS[action]
-    head = heads.get(kind)
-    if head is None:
-        head = heads[kind] = b'{"type":"person","action":%b,"identifiers":{"%b":' % (
-            _orjson_dumps(action),
-            kind.encode(),
-        )
-    names = _NAMES[action]
-    name_part = names.get(name) if type(name) is str else None
-    if name_part is None:
-        field, limit = event_name_rule(action)
-        check_text(field, name, limit)
-        if len(names) > 4096:
-            names.clear()  # names are few in practice; bound the cache anyway
-        name_part = names[name] = b'},"name":%b,"id":"' % _orjson_dumps(name)
-    if id is None:
-        event_id, now = new_event_id()
-        id_bytes = event_id.encode()
-    else:
-        event_id, now = check_id("id", id), int(_now())
-        id_bytes = _orjson_dumps(event_id)[1:-1]  # a caller's id may need escaping
-    ts = now if timestamp is None else to_unix_seconds(timestamp, "timestamp")
-    global _last_ts
-    last, ts_bytes = _last_ts
-    if ts != last:
-        ts_bytes = b"%d" % ts
-        _last_ts = (ts, ts_bytes)
-    if attributes:
-        if type(attributes) is not dict and not isinstance(attributes, Mapping):
-            raise ValidationError("attributes", "must be a mapping")
-        try:
-            encoded = _orjson_dumps(attributes, default=json_default, option=_ORJSON_OPTS)
-        except (TypeError, ValueError):
-            encode_checked("operation.attributes", attributes)  # names the bad value
-            raise
-        payload = b"".join(
-            (
-                head,
-                _orjson_dumps(value),
-                name_part,
-                id_bytes,
-                _TS,
-                ts_bytes,
-                _ATTRS,
-                encoded,
-                b"}",
-            )
-        )
-    else:
-        payload = b"".join((head, _orjson_dumps(value), name_part, id_bytes, _TS, ts_bytes, b"}"))
-    if len(payload) > MAX_OPERATION_BYTES:
-        check_operation_size(payload)
-    return payload, event_id
+    from .delivery._encoder import encode_event  # the delivery package imports this one
+
+    return encode_event(person, action, name, attributes, id, timestamp)
 
 
 def as_person(ref: PersonRef, field: str = "person") -> Person:

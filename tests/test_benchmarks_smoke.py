@@ -15,7 +15,8 @@ from benchmarks.peers import PEERS, available
 from benchmarks.run import SIZES, Harness
 from benchmarks.webload import parse_wrk
 
-pytestmark = pytest.mark.timeout(120)
+# Generous: valgrind runs inside, and the machine running the suite may be shared.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,18 @@ async def test_batch_retries_are_bounded_by_time_not_by_attempts(
     assert attempts[-1].headers["X-Retry-Count"] == "40"  # the one retry loop's header
 
 
+def test_thousands_of_retries_keep_the_backoff_finite() -> None:
+    # A long outage probed twice a second makes thousands of attempts; 2.0**1024
+    # overflows a float, which failed the probing batch after about ten minutes.
+    from cio_async._errors import ServerError
+    from cio_async._retry import retry_delay
+
+    policy = BatchPolicy().retry
+    assert policy.backoff(5000) <= policy.max_delay * 1.5
+    delay = retry_delay(policy, 5000, ServerError(503, "down"), 600.0)
+    assert delay is not None and 0 < delay <= policy.max_delay * 1.5
+
+
 async def test_batch_retries_give_up_when_the_time_budget_is_spent(
     make_client: ClientFactory, server: StandIn
 ) -> None:

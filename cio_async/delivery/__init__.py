@@ -46,7 +46,7 @@ Pipelines API reuse the sender with its own body, path, auth and error parsing.
 from ._accumulator import ADMITTED, ADMITTED_YIELD, DECLINED, Accumulator
 from ._backend import Arrived, Batch, MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
-from ._encoder import EncodeAdmit, event_encoder, no_fast_path
+from ._encoder import EncodeAdmit, encode_event, event_encoder, no_fast_path
 from ._endpoint import BatchEndpoint, TrackBatchEndpoint, track_batch_errors
 from ._sender import FlushResult, Sender
 
@@ -66,6 +66,7 @@ __all__ = [
     "Sender",
     "TrackBatchEndpoint",
     "Waited",
+    "encode_event",
     "event_encoder",
     "no_fast_path",
     "track_batch_errors",

@@ -1,7 +1,7 @@
 """The event encoder: the admission path for person events (track, page, screen).
 
 ``AsyncCustomerIO.track`` is the SDK's hottest call: a web handler pays for it on
-every request. The general path validates the event, encodes it (``event_payload``)
+every request. The general path validates the event, encodes it (``encode_event``)
 and hands it to the delivery core. This module does the common case in one closure per
 action, which validates and encodes the event in a single frame, its state held in
 closure cells (the cheapest variables CPython has) rather than on objects, then makes
@@ -14,11 +14,12 @@ path):
 - the ULID's time prefix is made once per millisecond and the timestamp once per
   second; the random suffixes come from the shared pool in ``_encode``.
 
-The bytes are exactly those ``event_payload`` makes (a test holds them to it). An event
-the closure does not encode (a ``Person`` object or another non-string reference, a
-caller's own id or timestamp, a ``Mapping`` that is not a dict, a value orjson cannot
-encode) returns ``None`` and the caller encodes it with ``event_payload``, which gives
-the same result or the same clear error. An event the accumulator declines (a full
+The closures and ``encode_event`` (the general path) join the same cached pieces, so
+they make the same bytes (a property test holds them to it). An event a closure does
+not encode (a ``Person`` object or another non-string reference, a caller's own id or
+timestamp, a ``Mapping`` that is not a dict, a value orjson cannot encode) returns
+``None`` and the caller encodes it with ``encode_event``, which gives the same result
+or the same clear error. An event the accumulator declines (a full
 queue, another thread, a closing client, a backend whose appends commit later) comes
 back with its bytes, which the caller admits the general way without encoding again.
 Nothing is admitted unless the whole event was valid.
@@ -27,20 +28,36 @@ Nothing is admitted unless the whole event was valid.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from orjson import dumps
 
-from .._encode import _OPTS, _refill, _suffixes, json_default, ulid_time_prefix
-from .._model import person_ident
-from .._validate import MAX_OPERATION_BYTES, check_operation_size, check_text, event_name_rule
+from .._encode import (
+    _OPTS,
+    _refill,
+    _suffixes,
+    json_default,
+    new_event_id,
+    to_unix_seconds,
+    ulid_time_prefix,
+)
+from .._errors import ValidationError
+from .._model import PersonRef, person_ident
+from .._validate import (
+    MAX_OPERATION_BYTES,
+    check_id,
+    check_operation_size,
+    check_text,
+    encode_checked,
+    event_name_rule,
+)
 from ._accumulator import ADMITTED, DECLINED
 
 #: ``(person, name, data) ->``: the event id when admitted; ``(event id,)`` when
 #: admitted and the caller should yield to the loop; ``(event id, payload)`` when
 #: encoded but declined by the accumulator (admit ``payload`` the general way); or
-#: ``None``: not handled here (encode with ``event_payload``).
+#: ``None``: not handled here (encode with ``encode_event``).
 EncodeAdmit = Callable[[object, object, object], "str | tuple[str] | tuple[str, bytes] | None"]
 
 #: Recently seen person strings -> ``{"id":"..."},"name":``. Shared by every client and
@@ -51,6 +68,70 @@ _MAX_NAMES: Final = 4096
 
 _KIND_OPEN: Final = {k: b'{"%b":' % k.encode() for k in ("id", "email", "cio_id", "phone")}
 _NAME_KEY: Final = b'},"name":'
+#: Event names -> ``"name","id":"``, per action; shared by both encoding paths.
+_NAMES: Final[dict[str, dict[str, bytes]]] = {"event": {}, "page": {}, "screen": {}}
+_HEADS: Final = {a: b'{"type":"person","action":"%b","identifiers":' % a.encode() for a in _NAMES}
+
+
+def encode_event(
+    person: PersonRef,
+    action: str,
+    name: str,
+    attributes: Mapping[str, Any] | None,
+    id: str | None,
+    timestamp: object,
+) -> tuple[bytes, str]:
+    """Validate and encode a person event/page/screen; return ``(payload, event_id)``.
+
+    The general path, for what ``event_encoder``'s closures do not take (a ``Person``,
+    a caller's id or timestamp, a ``Mapping`` that is not a dict, bad input that needs
+    its clear error). It builds the payload from the same cached pieces, so both paths
+    make the same bytes.
+    """
+    if type(person) is str:
+        ident = _IDENTS.get(person) or _ident(person)
+    else:
+        kind, value = person_ident(person)
+        ident = b"".join((_KIND_OPEN[kind], dumps(value), _NAME_KEY))
+    names = _NAMES[action]
+    name_part = names.get(name) if type(name) is str else None
+    if name_part is None:
+        field, limit = event_name_rule(action)
+        check_text(field, name, limit)
+        if len(names) >= _MAX_NAMES:
+            names.clear()
+        name_part = names[name] = dumps(name) + b',"id":"'
+    if id is None:
+        event_id, now = new_event_id()
+        id_bytes = event_id.encode()
+    else:
+        event_id, now = check_id("id", id), int(time.time())
+        id_bytes = dumps(event_id)[1:-1]  # a caller's id may need escaping
+    ts = now if timestamp is None else to_unix_seconds(timestamp, "timestamp")
+    if attributes:
+        if type(attributes) is not dict and not isinstance(attributes, Mapping):
+            raise ValidationError("attributes", "must be a mapping")
+        try:
+            encoded = dumps(attributes, json_default, _OPTS)
+        except (TypeError, ValueError):
+            encode_checked("operation.attributes", attributes)  # names the bad value
+            raise
+        payload = b"".join(
+            (
+                _HEADS[action],
+                ident,
+                name_part,
+                id_bytes,
+                b'","timestamp":%d,"attributes":' % ts,
+                encoded,
+                b"}",
+            )
+        )
+    else:
+        payload = b"".join((_HEADS[action], ident, name_part, id_bytes, b'","timestamp":%d}' % ts))
+    if len(payload) > MAX_OPERATION_BYTES:
+        check_operation_size(payload)
+    return payload, event_id
 
 
 def _ident(person: str) -> bytes:
@@ -70,9 +151,9 @@ def no_fast_path(person: object, name: object, data: object) -> None:
 def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
     """The encoder for ``action`` (``event``, ``page`` or ``screen``), admitting
     through ``offer`` (``Accumulator.offer``). See the module docstring."""
-    head = b'{"type":"person","action":"%b","identifiers":' % action.encode()
+    head = _HEADS[action]
     name_field, name_limit = event_name_rule(action)
-    names: dict[str, bytes] = {}
+    names = _NAMES[action]
     idents = _IDENTS
     make_ident = _ident
     time_ns = time.time_ns
@@ -138,4 +219,4 @@ def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
     return encode_admit
 
 
-__all__ = ["EncodeAdmit", "event_encoder", "no_fast_path"]
+__all__ = ["EncodeAdmit", "encode_event", "event_encoder", "no_fast_path"]
