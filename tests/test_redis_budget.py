@@ -121,7 +121,7 @@ async def test_track_pipeline_direct_calls_and_app_api_share_budgets_across_clie
         async with StandIn() as server:
             server.broadcast_interval = 0.2
             clients = [
-                AsyncCustomerIO(**server.client_kwargs(), rate_budget=b, app_config=app)
+                AsyncCustomerIO(**{**server.client_kwargs(), "app_config": app}, rate_budget=b)
                 for b in budgets
             ]
             async with clients[0] as c1, clients[1] as c2:
