@@ -33,7 +33,7 @@ from ._config import (
     RetryPolicy,
     SpoolConfig,
 )
-from ._dedup import DedupCache, MemoryDedupCache
+from ._dedup import AsyncDedupCache, DedupCache, MemoryDedupCache
 from ._dropped import DROPPED, Dropped
 from ._errors import (
     APIConnectionError,
@@ -69,6 +69,7 @@ from ._messages import (
 )
 from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
+from ._ratelimit import Limiter, RateBudget
 from ._stats import Hooks, LatencyStats, Stats
 from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 from ._version import __version__
@@ -129,6 +130,7 @@ __all__ = [
     "AppAPI",
     "AppConfig",
     "AsyncCustomerIO",
+    "AsyncDedupCache",
     "AsyncPipelines",
     "AuthenticationError",
     "BadRequestError",
@@ -150,6 +152,7 @@ __all__ = [
     "FlushResult",
     "Hooks",
     "LatencyStats",
+    "Limiter",
     "MemoryBackend",
     "MemoryDedupCache",
     "NotFoundError",
@@ -170,6 +173,7 @@ __all__ = [
     "PoolConfig",
     "QueueBackend",
     "QueueFullError",
+    "RateBudget",
     "RateLimit",
     "RateLimitError",
     "RedirectError",

@@ -23,7 +23,7 @@ from ._errors import ClientClosedError, NotFoundError, ValidationError
 from ._messages import SendResult, TransactionalMessage, broadcast_body, check_filter
 from ._model import Person, PersonRef, as_person, quote_path
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._ratelimit import RateLimiter
+from ._ratelimit import Limiter, RateBudget, RateLimiter
 from ._transport import Response, Transport
 from ._validate import check_id, check_text
 
@@ -40,8 +40,14 @@ _ID_TYPES: Final = ("id", "email", "cio_id")
 Spawn = Callable[..., "asyncio.Task[Any]"]
 
 
-def _limiter(limit: RateLimit | None) -> RateLimiter | None:
-    return None if limit is None else RateLimiter(limit.limit, limit.per)
+def _limiter(
+    limit: RateLimit | None, budget: RateBudget | None = None, api: str = "app"
+) -> Limiter | None:
+    if limit is None:
+        return None
+    if budget is not None:
+        return budget.limiter(api, limit)
+    return RateLimiter(limit.limit, limit.per)
 
 
 def _alias(kind: str, value: str) -> str:
@@ -63,14 +69,20 @@ class AppAPI:
     ``get_attributes`` and ``get_segments`` are cached (``AppConfig.cache_ttl``).
     """
 
-    def __init__(self, transport: Transport, config: AppConfig, spawn: Spawn) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        config: AppConfig,
+        spawn: Spawn,
+        rate_budget: RateBudget | None = None,
+    ) -> None:
         self._t = transport
         self._config = config
         self._spawn = spawn
         self._closed = False
-        self.limiter = _limiter(config.rate_limit)
-        self.send_limiter = _limiter(config.send_rate_limit)
-        self.broadcast_limiter = _limiter(config.broadcast_rate_limit)
+        self.limiter = _limiter(config.rate_limit, rate_budget, "app")
+        self.send_limiter = _limiter(config.send_rate_limit, rate_budget, "app_send")
+        self.broadcast_limiter = _limiter(config.broadcast_rate_limit, rate_budget, "app_broadcast")
         # Person key ("id:42", "email:a@x") -> cache keys holding that person, learned
         # from the identifiers each attribute lookup returned, so a change made under
         # one identifier invalidates lookups made under another.
@@ -101,7 +113,7 @@ class AppAPI:
         path: str,
         op: str,
         *,
-        limiter: RateLimiter | None,
+        limiter: Limiter | None,
         body: Any = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool = True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import os
 import warnings
@@ -24,7 +25,7 @@ from ._config import (
     RetryPolicy,
     SpoolConfig,
 )
-from ._dedup import DedupCache, MemoryDedupCache, canonical
+from ._dedup import AsyncDedupCache, DedupCache, MemoryDedupCache, canonical
 from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
 from ._errors import ClientClosedError, ConfigurationError, ValidationError
@@ -37,6 +38,7 @@ from ._model import (
     as_person,
     person_ident,
 )
+from ._ratelimit import RateBudget
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
 from ._track import AccountRegion, TrackV1, TrackV2
@@ -45,6 +47,7 @@ from ._validate import check_finite
 from .delivery import (
     ADMITTED_YIELD,
     DECLINED,
+    BatchEndpoint,
     FlushResult,
     QueueBackend,
     Sender,
@@ -61,6 +64,31 @@ __all__ = ["AsyncCustomerIO"]
 
 log = logging.getLogger("cio_async")
 T = TypeVar("T")
+
+
+class _Probe:
+    """Stands in for the dedup cache while an identify is built for a shared cache:
+    records the key and fingerprint (answering "not seen") so ``identify`` can then
+    await the shared cache with them; evictions go to the shared cache."""
+
+    __slots__ = ("_shared", "fingerprint", "key")
+
+    def __init__(self, shared: AsyncDedupCache) -> None:
+        self._shared = shared
+        self.key: str | None = None
+        self.fingerprint: bytes | None = None
+
+    def seen(self, person_key: str, fingerprint: bytes) -> bool:
+        self.key = person_key
+        self.fingerprint = fingerprint
+        return False
+
+    def evict(self, person_key: str) -> None:
+        self.key = None
+        self._shared.evict(person_key)
+
+    def __len__(self) -> int:
+        return len(self._shared)
 
 
 _PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
@@ -134,10 +162,17 @@ class AsyncCustomerIO:
             operation is there, and a client started later replays what a crashed
             process left (README "Durability"). Exclusive with ``queue``.
         dedup_cache: a ``DedupCache`` for identify deduplication (default: an
-            in-memory LRU sized by ``config.dedup_*``).
+            in-memory LRU sized by ``config.dedup_*``), or an ``AsyncDedupCache``
+            shared by many processes (``cio_async.redis.RedisDedupCache``).
         region_check: ``"off"``, ``"warn"`` or ``"error"``: check at ``start()`` that
             the Track credentials belong to the configured region (overrides
             ``config.region_check``).
+        rate_budget: a ``RateBudget`` handing out the rate limiters (Track pipeline
+            and direct calls, App API): ``cio_async.redis.RedisRateBudget`` makes a
+            fleet of processes share one budget per workspace.
+        stream: send queued operations' batches there instead of to Customer.io
+            (``cio_async.redis.RedisStreamTarget``: a Redis stream that ``cio-async
+            relay`` processes deliver). Direct calls and the App API are unchanged.
 
     Construction does no I/O and needs no running loop: the session, its connection
     pool and the sender task start on first use, inside the loop. Use
@@ -163,9 +198,11 @@ class AsyncCustomerIO:
         on_drop: OnDrop | None = None,
         hooks: Iterable[Hooks] = (),
         queue: QueueBackend | None = None,
-        dedup_cache: DedupCache | None = None,
+        dedup_cache: DedupCache | AsyncDedupCache | None = None,
         region_check: Literal["off", "warn", "error"] | None = None,
         spool: SpoolConfig | str | os.PathLike[str] | None = None,
+        rate_budget: RateBudget | None = None,
+        stream: BatchEndpoint | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             k: v
@@ -202,6 +239,8 @@ class AsyncCustomerIO:
         self._session_arg = session
         self._queue_arg = queue
         self._dedup_arg = dedup_cache
+        self._rate_budget_arg = rate_budget
+        self._stream_arg = stream
         self._wire(Recorder(hooks, config.slow_call_threshold))
         _LIVE.add(self)
 
@@ -216,9 +255,22 @@ class AsyncCustomerIO:
             on_request=self._rec.request_end,
             on_retry=self._rec.retry,
             on_start=self._rec.request_start if self._rec.hooks else None,
+            track_limiter=(
+                self._rate_budget_arg.limiter("track")
+                if self._rate_budget_arg is not None
+                else None
+            ),
         )
-        if self._dedup_arg is not None:
-            self._dedup: DedupCache | None = self._dedup_arg
+        #: A shared (awaitable) dedup cache; ``_dedup`` is then its local front.
+        self._shared_dedup: AsyncDedupCache | None = None
+        if self._dedup_arg is not None and inspect.iscoroutinefunction(
+            getattr(self._dedup_arg, "seen", None)
+        ):
+            shared: AsyncDedupCache = self._dedup_arg  # type: ignore[assignment]
+            self._shared_dedup = shared
+            self._dedup: DedupCache | None = shared.local
+        elif self._dedup_arg is not None:
+            self._dedup = self._dedup_arg  # type: ignore[assignment]
         elif config.dedup_ttl > 0 and config.dedup_max_entries > 0:
             self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
         else:
@@ -234,7 +286,9 @@ class AsyncCustomerIO:
             # In a forked child this is a new spool: its own file and lock.
             backend = self._spool = SpoolBackend(config.spool)
         self._delivery = Sender(
-            TrackBatchEndpoint(self._transport),
+            self._stream_arg
+            if self._stream_arg is not None
+            else TrackBatchEndpoint(self._transport),
             config.batch,
             self._rec,
             on_failure=self._operation_failed,
@@ -257,7 +311,9 @@ class AsyncCustomerIO:
         self.v1 = TrackV1(self._transport, on_person_change=self._forget)
         self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
         #: The App API: transactional sends, broadcast triggers, cached lookups.
-        self.app = AppAPI(self._transport, config.app, spawn=self.spawn)
+        self.app = AppAPI(
+            self._transport, config.app, spawn=self.spawn, rate_budget=self._rate_budget_arg
+        )
         self._person_listeners.append(self.app._person_changed)
         self._closing: asyncio.Future[FlushResult] | None = None
         self._region_checked = False
@@ -328,7 +384,7 @@ class AsyncCustomerIO:
         """These people changed outside identify()'s cache: drop their dedup entries."""
         if self._dedup is not None:
             for p in people:
-                self._dedup.evict(p.key)
+                self._evict(p.key)
         self._changed(*people)
 
     def _changed(self, *people: Person) -> None:
@@ -348,6 +404,13 @@ class AsyncCustomerIO:
             people += [Person._from_key(f"{k}:{v}") for k, v in secondary.items()]
         self._forget(*people)
 
+    def _evict(self, key: str) -> None:
+        shared = self._shared_dedup
+        if shared is not None:
+            shared.evict(key)  # the local front too
+        elif self._dedup is not None:
+            self._dedup.evict(key)
+
     def _call_user(self, fn: Any, *args: Any) -> None:
         try:
             result = fn(*args)
@@ -359,7 +422,7 @@ class AsyncCustomerIO:
     def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
         # A failed identify must not suppress its own retry.
         if op is not None and self._dedup and _is_identify(op):
-            self._dedup.evict(op.key)
+            self._evict(op.key)
         if self._user_on_error is not None:
             self._call_user(self._user_on_error, exc, op)
         elif op is not None:
@@ -374,7 +437,7 @@ class AsyncCustomerIO:
 
     def _operation_dropped(self, op: Operation, reason: str) -> None:
         if self._dedup and _is_identify(op):
-            self._dedup.evict(op.key)
+            self._evict(op.key)
         if self._user_on_drop is not None:
             self._call_user(self._user_on_drop, op, reason)
 
@@ -574,12 +637,11 @@ class AsyncCustomerIO:
         timestamp: object,
         subscription_preferences: Mapping[str, Any] | None,
         relationships: Iterable[RelationshipRef] | None,
-        dedup: bool,
+        cache: DedupCache | None,
     ) -> tuple[Person, Operation | None]:
         """Build the identify operation, or return None for it when deduplicated."""
         kind, value = person_ident(person)
         p = Person._trusted(kind, value)  # type: ignore[arg-type]
-        cache = self._dedup if dedup else None
         if cache is None:
             return p, p.identify(
                 attributes,
@@ -646,6 +708,8 @@ class AsyncCustomerIO:
         orders updates.
         """
         self._check_track()
+        shared = self._shared_dedup if dedup else None
+        probe = _Probe(shared) if shared is not None else None
         p, op = self._identify_op(
             person,
             attributes,
@@ -653,10 +717,16 @@ class AsyncCustomerIO:
             timestamp,
             subscription_preferences,
             relationships,
-            dedup,
+            probe if probe is not None else self._dedup if dedup else None,
         )
         if op is None:
             return False
+        if probe is not None and probe.key is not None:
+            assert shared is not None
+            assert probe.fingerprint is not None
+            if await shared.seen(probe.key, probe.fingerprint):
+                self._rec.deduplicated += 1
+                return False
         self._changed(p)
         if not await self._enqueue(op, wait):
             return DROPPED  # on_drop's hook already forgot it in the dedup cache
@@ -686,7 +756,7 @@ class AsyncCustomerIO:
             timestamp,
             subscription_preferences,
             relationships,
-            use_dedup,
+            self._dedup if use_dedup else None,
         )
         if op is None:
             return False

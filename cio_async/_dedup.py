@@ -43,6 +43,30 @@ class DedupCache(Protocol):
     def __len__(self) -> int: ...
 
 
+class AsyncDedupCache(Protocol):
+    """A dedup cache whose answers need I/O: a store shared by many processes (see
+    ``cio_async.redis.RedisDedupCache``). ``await client.identify(...)`` awaits
+    ``seen``; ``identify_nowait`` cannot wait and consults ``local`` alone (the
+    in-process cache in front of the shared store).
+
+    A shared cache should fail open: when its store cannot answer, ``seen`` returns
+    False (a duplicate identify is a harmless upsert; a lost one is not).
+    """
+
+    @property
+    def local(self) -> DedupCache:
+        """The in-process cache in front of the shared store."""
+
+    async def seen(self, person_key: str, fingerprint: bytes) -> bool:
+        """True if ``fingerprint`` is the live entry for ``person_key`` (in the local
+        cache or the shared store); otherwise record it and return False."""
+
+    def evict(self, person_key: str) -> None:
+        """Forget a person, locally and (in the background) in the shared store."""
+
+    def __len__(self) -> int: ...
+
+
 class MemoryDedupCache:
     """A bounded LRU with a monotonic-clock TTL. No tasks, no locks: loop-thread only.
 

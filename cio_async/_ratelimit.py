@@ -10,14 +10,40 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError
 
-__all__ = ["RateLimiter"]
+if TYPE_CHECKING:
+    from ._config import RateLimit
+
+__all__ = ["Limiter", "RateBudget", "RateLimiter"]
 
 #: The longest a 429 may pause a limiter: a longer Retry-After (a daily quota) is the
 #: caller's problem to see as an error, not a reason to stall every other caller.
 MAX_PAUSE = 60.0
+
+
+class Limiter(Protocol):
+    """What the transport needs from a rate limiter: ``RateLimiter`` (one process) and
+    the shared Redis limiter (``cio_async.redis``) both implement it."""
+
+    async def acquire(self) -> None:
+        """Wait until one more request may go."""
+
+    def pause(self, retry_after: float | None = None) -> None:
+        """The server answered 429: hold every grant back for ``retry_after`` seconds."""
+
+
+class RateBudget(Protocol):
+    """Hands out the limiters a client uses, one per API budget: ``track`` (Track
+    pipeline and direct calls), ``app``, ``app_send`` and ``app_broadcast``. A shared
+    budget (``cio_async.redis.RedisRateBudget``) makes every process of a fleet draw
+    from one budget per workspace."""
+
+    def limiter(self, api: str, limit: RateLimit | None = None) -> Limiter:
+        """The limiter for ``api``'s budget of ``limit`` (None: the budget's own limit
+        for ``api``; the client asks for ``track`` that way)."""
 
 
 class RateLimiter:

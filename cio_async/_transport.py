@@ -26,7 +26,7 @@ from ._errors import (
     error_for_status,
     map_client_errors,
 )
-from ._ratelimit import RateLimiter
+from ._ratelimit import Limiter
 from ._retry import parse_retry_after, retry_delay
 
 log = logging.getLogger("cio_async")
@@ -112,8 +112,11 @@ class Transport:
         on_start: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cdp: tuple[str, str] | None = None,
+        track_limiter: Limiter | None = None,
     ) -> None:
         self._config = config
+        #: Every Track request (pipeline batches and direct calls) waits here when set.
+        self._track_limiter = track_limiter
         self._session = session
         self._owns_session = session is None
         self._slots: asyncio.Semaphore | None = None
@@ -285,15 +288,18 @@ class Transport:
         idempotent: bool = True,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> Response:
         """Send one API request with retries; return the 2xx response or raise.
 
         ``path`` must already be percent-encoded. Errors carry only the path, never
         the URL's credentials. With a ``limiter`` every attempt (retries too) waits
-        for its turn, and a 429 pauses the limiter for everyone.
+        for its turn, and a 429 pauses the limiter for everyone. Track requests use the
+        transport's track limiter (a shared rate budget) when none is given.
         """
         auth = self._auth(api)
+        if limiter is None and api == "track":
+            limiter = self._track_limiter
         policy = self._config.retry if retry is None else retry
         url = URL(self.base_url(api) + path, encoded=True)
         if params:

@@ -60,3 +60,30 @@ async def client(make_client: ClientFactory) -> AsyncCustomerIO:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# -- a real redis-server (session-scoped; each test gets it flushed) ---------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_session() -> Any:
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    from tests.redis_support import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server_session: Any) -> str:
+    """The URL of a running redis-server with an empty database."""
+    import redis as redis_sync
+
+    if not redis_server_session.running:
+        redis_server_session.start()
+    conn = redis_sync.Redis.from_url(redis_server_session.url)
+    conn.flushall()
+    conn.close()
+    url: str = redis_server_session.url
+    return url

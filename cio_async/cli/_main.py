@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _demo, _import_cmd, _serve, _spool
+from . import _demo, _import_cmd, _relay, _serve, _spool
 
 #: The subcommands, in the order ``--help`` lists them. Each is a module whose
 #: ``add_parser(subparsers)`` adds its parser and sets ``run(args) -> exit status``
 #: as its default; a new subcommand is a new module added here.
-COMMANDS = (_demo, _serve, _import_cmd, _spool)
+COMMANDS = (_demo, _serve, _import_cmd, _spool, _relay)
 
 
 def build_parser() -> argparse.ArgumentParser:

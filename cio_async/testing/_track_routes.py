@@ -458,7 +458,8 @@ def register_track_routes(standin: StandIn, app: web.Application) -> None:
     r.add_post("/api/v1/events", checked(routes.v1_anonymous))
     r.add_put("/api/v1/customers/{identifier:[^/]+}/devices", checked(routes.v1_add_device))
     r.add_delete(
-        "/api/v1/customers/{identifier:[^/]+}/devices/{device_id:[^/]+}", checked(routes.v1_delete_device)
+        "/api/v1/customers/{identifier:[^/]+}/devices/{device_id:[^/]+}",
+        checked(routes.v1_delete_device),
     )
     r.add_post("/api/v1/customers/{identifier:[^/]+}/suppress", checked(routes.v1_suppress))
     r.add_post("/api/v1/customers/{identifier:[^/]+}/unsuppress", checked(routes.v1_unsuppress))
