@@ -82,7 +82,7 @@ class RedisRateLimiter:
         limit: RateLimit,
         *,
         processes: int = 1,
-        headroom: float = 0.05,
+        headroom: float = 0.1,
         recheck: float = 1.0,
         max_pause: float = MAX_PAUSE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -200,7 +200,7 @@ class RedisRateBudget:
         processes: how many processes share the budget: each one's fallback limit
             when Redis is unreachable is ``budget / processes``.
         track: the Track budget (Customer.io: 3000 requests per 3 s, soft).
-        headroom: the fraction of each budget left unused (default 5%) so that
+        headroom: the fraction of each budget left unused (default 10%) so that
             jitter in arrival times never reads as a burst at the server.
     """
 
@@ -212,7 +212,7 @@ class RedisRateBudget:
         region: str = "us",
         processes: int = 1,
         track: RateLimit = TRACK_LIMIT,
-        headroom: float = 0.05,
+        headroom: float = 0.1,
         prefix: str = "cio",
         recheck: float = 1.0,
     ) -> None:
