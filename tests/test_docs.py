@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import cio_async
+import cio_async.redis
 import cio_async.testing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,7 @@ def test_every_public_name_has_a_reference_entry() -> None:
     documented = _documented()
     public = {f"cio_async.{n}" for n in cio_async.__all__ if n != "__version__"}
     public |= {f"cio_async.testing.{n}" for n in cio_async.testing.__all__}
+    public |= {f"cio_async.redis.{n}" for n in cio_async.redis.__all__}
     assert sorted(public - documented) == []
     assert sorted(documented - public - {"cio_async.testing.pytest_plugin"}) == []
 
