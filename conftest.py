@@ -50,11 +50,31 @@ def _stand_in_env() -> Iterator[StandIn]:
             portal.call(server.close)
 
 
+@contextmanager
+def _redis_env() -> Iterator[None]:
+    """A real redis-server for the blocks that use one, at ``REDIS_URL``."""
+    from tests.redis_support import RedisServer
+
+    server = RedisServer().start()
+    saved = os.environ.get("REDIS_URL")
+    os.environ["REDIS_URL"] = server.url
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("REDIS_URL", None)
+        else:
+            os.environ["REDIS_URL"] = saved
+        server.stop()
+
+
 def _setup(namespace: dict[str, Any]) -> None:
     stack = ExitStack()
     namespace["_stack"] = stack
     namespace["__name__"] = "__main__"
     namespace["_stand_in"] = stack.enter_context(_stand_in_env())
+    # The fleet blocks talk to a real Redis (scripts/test installs redis-server).
+    stack.enter_context(_redis_env())
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cio-docs-"))
     cwd = os.getcwd()
     os.chdir(tmp)
