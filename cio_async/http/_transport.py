@@ -15,9 +15,9 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ._config import ClientConfig, RetryPolicy
-from ._encode import loads
-from ._errors import (
+from .._config import ClientConfig, RetryPolicy
+from .._encode import loads
+from .._errors import (
     ClientClosedError,
     ConfigurationError,
     CustomerIOError,
