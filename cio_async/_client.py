@@ -275,7 +275,7 @@ class AsyncCustomerIO:
             self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
         else:
             self._dedup = None
-        self._has_track = self._transport._track_auth is not None
+        self._has_track = self._transport.has_track_credentials
         backend = self._queue_arg
         self._spool: SpoolBackend | None = None
         if config.spool is not None:
@@ -626,7 +626,7 @@ class AsyncCustomerIO:
         return self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
-        if self._transport._track_auth is None:
+        if not self._transport.has_track_credentials:
             raise ConfigurationError("this call needs site_id and track_api_key")
 
     def _identify_op(

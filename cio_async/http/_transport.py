@@ -149,6 +149,11 @@ class Transport:
         return self._closed
 
     @property
+    def has_track_credentials(self) -> bool:
+        """True when a site id and Track API key were configured."""
+        return self._track_auth is not None
+
+    @property
     def started(self) -> bool:
         """True once a request has bound the transport to a loop."""
         return self._loop is not None
