@@ -454,7 +454,7 @@ class Harness:
         import time as _time
 
         from cio_async._config import ClientConfig
-        from cio_async._transport import Transport
+        from cio_async.http._transport import Transport
         from cio_async.pipelines._encode import Encoder, track_encoder
         from cio_async.pipelines._endpoint import PipelinesConfig, PipelinesEndpoint, _gzip
 

@@ -21,7 +21,6 @@ import logging as _logging
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._app import AppAPI
 from ._client import AsyncCustomerIO
 from ._config import (
     AppConfig,
@@ -57,7 +56,11 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
-from ._messages import (
+from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
+from ._stats import Hooks, LatencyStats, Stats
+from ._version import __version__
+from .app._api import AppAPI
+from .app._messages import (
     SendResult,
     TransactionalEmail,
     TransactionalInApp,
@@ -67,13 +70,9 @@ from ._messages import (
     TransactionalSMS,
     TransactionalWhatsApp,
 )
-from ._model import Delivery, Object, Operation, Person, PersonRef, Relationship
-from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._ratelimit import Limiter, RateBudget
-from ._stats import Hooks, LatencyStats, Stats
-from ._track import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
-from ._version import __version__
+from .app._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
 from .delivery import Batch, FlushResult, MemoryBackend, QueueBackend
+from .http._ratelimit import Limiter, RateBudget
 from .pipelines import (
     AsyncPipelines,
     PipelinesCall,
@@ -81,6 +80,7 @@ from .pipelines import (
     PipelinesRegionWarning,
 )
 from .spool import SpoolError, SpoolStats
+from .track._api import AccountRegion, BatchError, BatchResult, TrackV1, TrackV2
 
 # Optional machinery loads on first use (as aiohttp does): `import cio_async` does not
 # import aiohttp.web (framework hooks), anyio's thread portal (the sync client) or the
@@ -97,11 +97,11 @@ _LAZY = {
     "Pipelines": ".pipelines",
     "PipelinesRouter": ".pipelines",
     "WorkspaceRouter": "._router",
-    "WebhookError": "._webhooks",
-    "WebhookEvent": "._webhooks",
-    "parse_webhook": "._webhooks",
-    "sign_webhook": "._webhooks",
-    "verify_webhook_signature": "._webhooks",
+    "WebhookError": ".app._webhooks",
+    "WebhookEvent": ".app._webhooks",
+    "parse_webhook": ".app._webhooks",
+    "sign_webhook": ".app._webhooks",
+    "verify_webhook_signature": ".app._webhooks",
 }
 
 if _TYPE_CHECKING:
@@ -114,7 +114,7 @@ if _TYPE_CHECKING:
     from ._router import WorkspaceRouter
     from ._sync import CustomerIO
     from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2
-    from ._webhooks import (
+    from .app._webhooks import (
         WebhookError,
         WebhookEvent,
         parse_webhook,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 
-from ._app import AppAPI
 from ._config import (
     AppConfig,
     BatchPolicy,
@@ -38,12 +37,10 @@ from ._model import (
     as_person,
     person_ident,
 )
-from ._ratelimit import RateBudget
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
 from ._tasks import TaskSet
-from ._track import AccountRegion, TrackV1, TrackV2
-from ._transport import Transport
 from ._validate import check_finite
+from .app._api import AppAPI
 from .delivery import (
     ADMITTED_YIELD,
     DECLINED,
@@ -56,6 +53,9 @@ from .delivery import (
     event_encoder,
     no_fast_path,
 )
+from .http._ratelimit import RateBudget
+from .http._transport import Transport
+from .track._api import AccountRegion, TrackV1, TrackV2
 
 if TYPE_CHECKING:
     from .spool import SpoolBackend
@@ -275,7 +275,7 @@ class AsyncCustomerIO:
             self._dedup = MemoryDedupCache(config.dedup_ttl, config.dedup_max_entries)
         else:
             self._dedup = None
-        self._has_track = self._transport._track_auth is not None
+        self._has_track = self._transport.has_track_credentials
         backend = self._queue_arg
         self._spool: SpoolBackend | None = None
         if config.spool is not None:
@@ -626,7 +626,7 @@ class AsyncCustomerIO:
         return self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
-        if self._transport._track_auth is None:
+        if not self._transport.has_track_credentials:
             raise ConfigurationError("this call needs site_id and track_api_key")
 
     def _identify_op(

@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._app import AppAPI
 from ._client import AsyncCustomerIO
 from ._dropped import Dropped
 from ._errors import ConfigurationError, ValidationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
 from ._stats import Stats
-from ._track import TrackV1, TrackV2
+from .app._api import AppAPI
 from .delivery import FlushResult
+from .track._api import TrackV1, TrackV2
 
 __all__ = ["WorkspaceRouter"]
 

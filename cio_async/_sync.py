@@ -38,8 +38,8 @@ from ._errors import ClientClosedError
 from ._model import Operation, PersonRef, RelationshipRef
 from ._stats import Stats
 from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2, future_of
-from ._track import AccountRegion
 from .delivery import FlushResult
+from .track._api import AccountRegion
 
 __all__ = ["CustomerIO"]
 

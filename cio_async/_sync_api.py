@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ._app import LookupIdType
     from ._client import AsyncCustomerIO
     from ._config import AppConfig, RetryPolicy
-    from ._messages import SendResult, TransactionalMessage
     from ._model import Operation, PersonRef, RelationshipRef
-    from ._people import PersonAttributes, PersonIdentifiers, Segment
-    from ._track import AccountRegion, BatchResult, IdType
+    from .app._api import LookupIdType
+    from .app._messages import SendResult, TransactionalMessage
+    from .app._people import PersonAttributes, PersonIdentifiers, Segment
+    from .track._api import AccountRegion, BatchResult, IdType
 
 __all__ = ["OnLoop", "SyncAppAPI", "SyncTrackV1", "SyncTrackV2", "future_of"]
 

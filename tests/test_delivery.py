@@ -80,7 +80,7 @@ def test_thousands_of_retries_keep_the_backoff_finite() -> None:
     # A long outage probed twice a second makes thousands of attempts; 2.0**1024
     # overflows a float, which failed the probing batch after about ten minutes.
     from cio_async._errors import ServerError
-    from cio_async._retry import retry_delay
+    from cio_async.http._retry import retry_delay
 
     policy = BatchPolicy().retry
     assert policy.backoff(5000) <= policy.max_delay * 1.5

@@ -1,14 +1,22 @@
 """Real forks: an async client started in the parent works in the child; the blocking
 client delivers what a multiprocessing child tracked although the child leaves through
-``os._exit``; the blocking client starts no thread until it is used."""
+``os._exit``; the blocking client starts no thread until it is used; a client preloaded
+and used in a real ``gunicorn --preload`` master works in its workers."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO
 
 import anyio.from_thread
 import pytest
@@ -229,3 +237,102 @@ def test_a_celery_prefork_style_billiard_child_delivers_everything_it_tracked(
         assert len(threaded_server.events("mp")) == 500
     finally:
         cio.close()
+
+
+# -- gunicorn --preload: the client used in the master, then in every worker -----------
+
+_GUNICORN_APP = """\
+import multiprocessing
+import os
+
+from cio_async import ClientConfig, CustomerIO
+
+# The "first-*" requests wait here for each other: a sync worker serves one request at
+# a time, so the two of them are served by both workers.
+both_workers = multiprocessing.get_context("fork").Barrier(2)
+
+# Preloaded in the master: the client is built and used there, so its loop thread and
+# session exist before gunicorn forks the workers.
+cio = CustomerIO(config=ClientConfig.from_env())
+cio.track("master", "preloaded")
+cio.flush(5)
+
+
+def app(environ, start_response):
+    request_id = environ["PATH_INFO"].strip("/")
+    if request_id.startswith("first-"):
+        both_workers.wait(10)
+    event_id = cio.track(request_id, "handled", {"pid": os.getpid()})
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [event_id.encode()]
+"""
+
+_GUNICORN_CONF = """\
+graceful_timeout = 5  # a worker stuck in its exit hook is killed, not waited for 30 s
+control_socket_disable = True  # gunicorn >= 27 would make one under ~/.gunicorn
+
+
+def worker_exit(server, worker):
+    from app import cio
+
+    cio.close(timeout=10)
+"""
+
+
+def _listening_port(stderr: IO[str]) -> int:
+    """Read gunicorn's log until it says where it listens (bound to port 0)."""
+    seen = []
+    for line in stderr:
+        seen.append(line)
+        if "Listening at: http://127.0.0.1:" in line:
+            return int(line.rsplit(":", 1)[1].split()[0])
+    raise AssertionError("gunicorn did not start:\n" + "".join(seen))
+
+
+def test_gunicorn_preload_workers_deliver_what_they_tracked_once(
+    threaded_server: StandIn, tmp_path: Path
+) -> None:
+    pytest.importorskip("gunicorn")
+    (tmp_path / "app.py").write_text(_GUNICORN_APP)
+    (tmp_path / "gunicorn.conf.py").write_text(_GUNICORN_CONF)
+    env = {**os.environ, **threaded_server.environ()}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-k", "sync"]
+    argv += ["--bind", "127.0.0.1:0", "-c", "gunicorn.conf.py", "app:app"]
+    requests = ["first-0", "first-1"] + [f"req-{i}" for i in range(40)]
+    with subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        # Drain the log (once it says where gunicorn listens) so it never blocks writing.
+        drain = threading.Thread(target=proc.stderr.read)
+        try:
+            port = _listening_port(proc.stderr)
+            drain.start()
+
+            def get(request_id: str) -> str:
+                url = f"http://127.0.0.1:{port}/{request_id}"
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    return str(resp.read().decode())
+
+            with ThreadPoolExecutor(4) as pool:
+                event_ids = list(pool.map(get, requests))
+        finally:
+            # A graceful stop, also when a request failed: the workers run worker_exit
+            # and close the log pipe, so the drain ends.
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                if drain.is_alive():
+                    drain.join()
+    assert proc.returncode == 0
+    handled = threaded_server.events("handled")
+    assert sorted(e.event_id or "" for e in handled) == sorted(event_ids)
+    assert len(set(event_ids)) == len(requests)
+    assert sorted(e.identifiers["id"] for e in handled) == sorted(requests)
+    worker_pids = {e.body["attributes"]["pid"] for e in handled}
+    assert len(worker_pids) == 2, "both workers tracked"
+    assert proc.pid not in worker_pids
+    assert len(threaded_server.events("preloaded")) == 1
+    assert threaded_server.counts["duplicate_events_ignored"] == 0

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cio_async import AppConfig, AsyncCustomerIO, ConfigurationError, RateLimit, RetryPolicy
-from cio_async._ratelimit import RateLimiter
+from cio_async.http._ratelimit import RateLimiter
 from cio_async.testing import StandIn
 
 from .conftest import ClientFactory

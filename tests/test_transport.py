@@ -22,7 +22,7 @@ from cio_async import (
     RetryPolicy,
     ServerError,
 )
-from cio_async._transport import Transport
+from cio_async.http._transport import Transport
 from cio_async.testing import StandIn
 
 from .conftest import FAST_RETRY, ClientFactory

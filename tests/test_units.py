@@ -25,7 +25,7 @@ from cio_async import (
 )
 from cio_async._encode import new_ulid
 from cio_async._errors import error_for_status
-from cio_async._retry import parse_retry_after
+from cio_async.http._retry import parse_retry_after
 
 
 def test_regions() -> None:

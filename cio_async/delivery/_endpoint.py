@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from .._config import RetryPolicy
 from .._errors import OperationRejectedError
-from .._transport import Response, Transport
+from ..http._transport import Response, Transport
 
 _HEAD = b'{"batch":['
 _TAIL = b"]}"

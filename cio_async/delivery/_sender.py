@@ -50,9 +50,9 @@ from .._errors import (
     RequestTooLargeError,
 )
 from .._model import Operation
-from .._retry import retry_delay, retry_headers
 from .._stats import Recorder
 from .._tasks import TaskSet
+from ..http._retry import retry_delay, retry_headers
 from ._accumulator import DROPPED_ON_ARRIVAL, Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency

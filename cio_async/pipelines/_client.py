@@ -26,8 +26,8 @@ from .._errors import ClientClosedError, ConfigurationError
 from .._model import Operation
 from .._stats import Hooks, Recorder, Stats
 from .._tasks import TaskSet
-from .._transport import Transport
 from ..delivery import ADMITTED_YIELD, DECLINED, FlushResult, QueueBackend, Sender
+from ..http._transport import Transport
 from ._encode import Encoder, PipelinesCall, track_encoder
 from ._endpoint import PipelinesConfig, PipelinesEndpoint, warn_region_mismatch
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from .._config import DEFAULT_USER_AGENT, BatchPolicy, PoolConfig, RetryPolicy
 from .._errors import ConfigurationError, OperationRejectedError
-from .._transport import Response, Transport
+from ..http._transport import Response, Transport
 
 __all__ = ["PIPELINES_HOSTS", "PipelinesConfig", "PipelinesEndpoint", "PipelinesRegionWarning"]
 

@@ -28,7 +28,7 @@ import redis.asyncio as aredis
 
 from .._config import RateLimit
 from .._errors import ConfigurationError
-from .._ratelimit import MAX_PAUSE, RateLimiter
+from ..http._ratelimit import MAX_PAUSE, RateLimiter
 from ._conn import UNREACHABLE, connect, hash_tag
 
 log = logging.getLogger("cio_async")

@@ -26,7 +26,7 @@ import redis.asyncio as aredis
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import APIConnectionError, OperationRejectedError
-from .._transport import Response
+from ..http._transport import Response
 from ._conn import UNREACHABLE, connect
 from ._stream import StreamConfig, StreamFullError, StreamWriter
 

@@ -12,10 +12,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._config import RateLimit
+    from .._config import RateLimit
 
 __all__ = ["Limiter", "RateBudget", "RateLimiter"]
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._model import Person
+from .._model import Person
 
 __all__ = ["PeopleSearch", "PersonAttributes", "PersonIdentifiers", "Segment"]
 

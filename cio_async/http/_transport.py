@@ -15,9 +15,9 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ._config import ClientConfig, RetryPolicy
-from ._encode import loads
-from ._errors import (
+from .._config import ClientConfig, RetryPolicy
+from .._encode import loads
+from .._errors import (
     ClientClosedError,
     ConfigurationError,
     CustomerIOError,
@@ -147,6 +147,11 @@ class Transport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def has_track_credentials(self) -> bool:
+        """True when a site id and Track API key were configured."""
+        return self._track_auth is not None
 
     @property
     def started(self) -> bool:

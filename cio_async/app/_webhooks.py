@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._encode import loads
-from ._errors import CustomerIOError
+from .._encode import loads
+from .._errors import CustomerIOError
 
 __all__ = [
     "SIGNATURE_HEADER",

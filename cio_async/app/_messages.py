@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from ._encode import to_unix_seconds
-from ._errors import ValidationError
-from ._model import Person, PersonRef, as_person
-from ._validate import check_id, check_text, encode_checked, short_repr
+from .._encode import to_unix_seconds
+from .._errors import ValidationError
+from .._model import Person, PersonRef, as_person
+from .._validate import check_id, check_text, encode_checked, short_repr
 
 __all__ = [
     "SendResult",

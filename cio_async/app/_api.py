@@ -17,15 +17,15 @@ from typing import Any, Final, Literal
 
 from async_lru import alru_cache
 
-from ._config import AppConfig, RateLimit, RetryPolicy
-from ._encode import dumps, loads
-from ._errors import ClientClosedError, NotFoundError, ValidationError
+from .._config import AppConfig, RateLimit, RetryPolicy
+from .._encode import dumps, loads
+from .._errors import ClientClosedError, NotFoundError, ValidationError
+from .._model import Person, PersonRef, as_person, quote_path
+from .._validate import check_id, check_text
+from ..http._ratelimit import Limiter, RateBudget, RateLimiter
+from ..http._transport import Response, Transport
 from ._messages import SendResult, TransactionalMessage, broadcast_body, check_filter
-from ._model import Person, PersonRef, as_person, quote_path
 from ._people import PeopleSearch, PersonAttributes, PersonIdentifiers, Segment
-from ._ratelimit import Limiter, RateBudget, RateLimiter
-from ._transport import Response, Transport
-from ._validate import check_id, check_text
 
 __all__ = ["AppAPI"]
 

@@ -8,8 +8,8 @@ import email.utils
 import random
 import time
 
-from ._config import RetryPolicy
-from ._errors import APIConnectionError, APIStatusError, CustomerIOError, RateLimitError
+from .._config import RetryPolicy
+from .._errors import APIConnectionError, APIStatusError, CustomerIOError, RateLimitError
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._encode import dumps, new_ulid, to_unix_seconds
-from ._errors import ValidationError
-from ._model import (
+from .._encode import dumps, new_ulid, to_unix_seconds
+from .._errors import ValidationError
+from .._model import (
     DELIVERY_EVENTS,
     Object,
     Operation,
@@ -21,8 +21,7 @@ from ._model import (
     as_person,
     quote_path,
 )
-from ._transport import Transport
-from ._validate import (
+from .._validate import (
     MAX_BATCH_BYTES,
     MAX_EVENT_NAME_BYTES,
     MAX_SEGMENT_IDS,
@@ -32,7 +31,8 @@ from ._validate import (
     encode_checked,
     event_name_rule,
 )
-from .delivery._endpoint import track_batch_errors
+from ..delivery._endpoint import track_batch_errors
+from ..http._transport import Transport
 
 __all__ = ["AccountRegion", "BatchError", "BatchResult", "TrackV1", "TrackV2"]
 
