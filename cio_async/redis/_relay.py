@@ -135,6 +135,8 @@ class RedisStreamRelay:
         self._consumer = StreamConsumer(self._redis, self.config, self.options.consumer)
         self.stats = RelayStats()
         self._stopping = asyncio.Event()
+        #: Set when ``run`` stops its settler and reporter (see there).
+        self._halted = False
         self._settled = asyncio.Event()
         self._room = asyncio.Event()
         self._in_flight = 0
@@ -186,9 +188,14 @@ class RedisStreamRelay:
             await self._client.flush(self.drain_timeout)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._drained(), max(0.0, deadline - time.monotonic()))
+            # The settler and reporter check this flag too: redis-py can turn the
+            # cancellation into a connection error, which their handlers swallow.
+            self._halted = True
             for t in tasks[2:]:
                 t.cancel()
-            await asyncio.gather(*tasks[2:], return_exceptions=True)
+            _done, stuck = await asyncio.wait(tasks[2:], timeout=5)
+            for t in stuck:
+                log.warning("cio_async relay: %s did not stop; abandoned", t.get_name())
             if not await self._flush_settlements():
                 log.warning(
                     "cio_async relay: %d settled entries could not be acknowledged; "
@@ -325,7 +332,7 @@ class RedisStreamRelay:
         self._settled.set()
 
     async def _settler(self) -> None:
-        while True:
+        while not self._halted:
             if not self._to_ack and not self._to_dead:
                 self._settled.clear()
                 await self._settled.wait()
@@ -361,7 +368,7 @@ class RedisStreamRelay:
     async def _reporter(self) -> None:
         interval = self.options.stats_interval
         last, t_last = self.stats.delivered, time.monotonic()
-        while True:
+        while not self._halted:
             await asyncio.sleep(interval)
             with contextlib.suppress(*UNREACHABLE):
                 length, pending, lag = await self._consumer.backlog()
