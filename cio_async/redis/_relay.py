@@ -294,14 +294,30 @@ class RedisStreamRelay:
 
     def _outcome(self, entry: Entry, fut: asyncio.Future[None]) -> None:
         self._in_flight -= 1
-        self._held.discard(entry.id)
         self._room.set()
         exc = fut.exception() if not fut.cancelled() else DeliveryAbandonedError("cancelled")
+        # Settled entries stay held until their XACK (or dead letter) reaches Redis, so
+        # the janitor never reclaims and resends one it is about to acknowledge.
         if exc is None:
             self._ack(entry.id)
-        elif isinstance(exc, OperationRejectedError):
+            self._settled.set()
+            return
+        if isinstance(exc, OperationRejectedError):
             self._dead(entry, f"rejected: {exc}")
-        elif isinstance(exc, DeliveryAbandonedError):
+            self._settled.set()
+            return
+        if (
+            isinstance(exc, CustomerIOError)
+            and not exc.retryable
+            and not isinstance(
+                exc, (DeliveryAbandonedError, AuthenticationError, PermissionDeniedError)
+            )
+        ):
+            self._dead(entry, f"failed: {exc}")
+            self._settled.set()
+            return
+        self._held.discard(entry.id)  # left pending: reclaimable after claim_idle
+        if isinstance(exc, DeliveryAbandonedError):
             self.stats.left_pending += 1  # shutdown: another relay reclaims it
         elif isinstance(exc, (AuthenticationError, PermissionDeniedError)):
             self.stats.left_pending += 1
@@ -309,8 +325,6 @@ class RedisStreamRelay:
                 self._fatal = exc
                 log.error("cio_async relay: credentials refused (%s); stopping", exc)
                 self._stopping.set()
-        elif isinstance(exc, CustomerIOError) and not exc.retryable:
-            self._dead(entry, f"failed: {exc}")
         elif isinstance(exc, CustomerIOError):
             # Failed past the client's retry budget (an outage): left pending, so it is
             # tried again after claim_idle, and dead-lettered after max_deliveries.
@@ -352,10 +366,12 @@ class RedisStreamRelay:
             if acks:
                 await self._consumer.ack(acks)
                 self.stats.delivered += len(acks)
+                self._held.difference_update(acks)
                 acks = []
             if dead:
                 await self._consumer.dead_letter(dead)
                 self.stats.dead_lettered += len(dead)
+                self._held.difference_update(entry.id for entry, _ in dead)
                 dead = []
         except UNREACHABLE as exc:
             log.warning("cio_async relay: cannot acknowledge, Redis unreachable (%r)", exc)
