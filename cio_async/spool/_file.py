@@ -121,8 +121,12 @@ def release(path: str) -> None:
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException:
+        conn.close()  # e.g. a full disk: never leave a connection unclosed
+        raise
     return conn
 
 
@@ -153,6 +157,7 @@ def create_file(directory: str, synchronous: str) -> SpoolFile:
             release(path)
             raise
         break
+    conn: sqlite3.Connection | None = None
     try:
         conn = connect(path, synchronous)
         conn.executescript(_SCHEMA)
@@ -168,6 +173,8 @@ def create_file(directory: str, synchronous: str) -> SpoolFile:
         )
         conn.execute("COMMIT")
     except BaseException:
+        if conn is not None:
+            conn.close()
         os.close(fd)
         release(path)
         raise

@@ -345,6 +345,7 @@ class Spool:
         except BaseException as exc:  # noqa: BLE001 - reported to the starting coroutine
             err = SpoolError(f"cannot open a spool file in {self.directory}: {exc}")
             log.error("cio_async %s", err)
+            self._abandon_open()
             self._open_error = err
             self._post(self._opened_on_loop, err)
             self._post(_set_result, self._closed)
@@ -354,6 +355,19 @@ class Spool:
             self._loop_forever()
         finally:
             self._finish()
+
+    def _abandon_open(self) -> None:
+        """After a failed ``_open``: close what it had opened (our file, adopted ones),
+        keeping their contents for a later process."""
+        for f in [self._own, *self._adopted.values()]:
+            if f is None:
+                continue
+            try:
+                _file.close_file(f, remove=False)
+            except (OSError, sqlite3.Error) as exc:
+                log.error("cio_async cannot close spool file %s: %s", f.path, exc)
+        self._own = None
+        self._adopted.clear()
 
     def _open(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
