@@ -171,9 +171,11 @@ def _run_shell(example: Example) -> None:
         before = len(server.operations)
         relay = line.startswith("cio-async relay")
         if relay:
-            # A relay runs until stopped: give it a few seconds, then SIGTERM (its
+            # A relay runs until stopped: give it six seconds, then SIGTERM (its
             # graceful stop exits 0), and it must have delivered the stream's events.
-            line = f"timeout --preserve-status -s TERM 4 {line}"
+            # --foreground: the signal goes to the relay alone, once (not also to
+            # its process group, which can land after its handlers are gone).
+            line = f"timeout --foreground --preserve-status -s TERM 6 {line}"
         proc = subprocess.run(
             ["bash", "-o", "pipefail", "-c", line], capture_output=True, text=True, env=env
         )
