@@ -232,7 +232,7 @@ def _store(
     name = item.get("event") if action == "event" else item.get("name")
     mid = item.get("messageId")
     rec = RecordedOperation("cdp", "person", action, ids, item, mid, name)
-    if not standin._add(rec):
+    if not standin.accept(rec):
         return  # a repeated messageId
     standin.counts["cdp_calls"] += 1
     standin.counts[f"cdp.{type_}"] += 1

@@ -531,9 +531,6 @@ class StandIn:
         elif op.action == "unsuppress":
             self.suppressed.discard(key)
 
-    #: The name the Pipelines route (``_cdp_standin``) knows ``accept`` by.
-    _add = accept
-
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(

@@ -31,7 +31,7 @@ from .._validate import (
     encode_checked,
     event_name_rule,
 )
-from ..delivery._endpoint import track_batch_errors
+from ..delivery import track_batch_errors
 from ..http._transport import Transport
 
 __all__ = ["AccountRegion", "BatchError", "BatchResult", "TrackV1", "TrackV2"]
