@@ -840,9 +840,9 @@ class AsyncCustomerIO:
         # SDK's hottest call.
         if id is None and timestamp is None and not wait:
             admitted = self._fast_event(person, name, data)
+            if type(admitted) is str:
+                return admitted
             if admitted is not None:
-                if type(admitted) is str:
-                    return admitted
                 if len(admitted) == 1:
                     await asyncio.sleep(0)  # once per batch: let the sender run
                 elif not await self._enqueue(admitted[1], False, offered=True):  # type: ignore[arg-type]

@@ -103,11 +103,13 @@ _ulid_prefix: tuple[int, str, int] = (-1, "", 0)
 # so an id costs a slice of a prepared string, not Python arithmetic on an integer.
 _BYTE_TO_CHAR: Final = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
 _suffixes: list[str] = []
+# The 1024 slices of a refill's text, cut with map() (in C, not a Python loop).
+_SUFFIX_SLICES: Final = tuple(slice(i, i + 16) for i in range(0, 16 * 1024, 16))
 
 
 def _refill() -> None:
     text = os.urandom(16 * 1024).translate(_BYTE_TO_CHAR).decode("ascii")
-    _suffixes.extend([text[i : i + 16] for i in range(0, len(text), 16)])
+    _suffixes.extend(map(text.__getitem__, _SUFFIX_SLICES))
 
 
 def _forget_suffixes() -> None:

@@ -20,10 +20,21 @@ from ._backend import Batch, QueueBackend, Waited
 # C-level, and unlike get_running_loop() returns None (not raises) off the loop.
 _running_loop = _events._get_running_loop
 
-#: ``offer`` results.
-DECLINED: Final = 0
-ADMITTED: Final = 1
+#: ``offer`` results (``ADMITTED`` is the only falsy one: ``if not offer(p)`` is the
+#: cheapest test on the hot path).
+ADMITTED: Final = 0
+DECLINED: Final = 1
 ADMITTED_YIELD: Final = 2
+
+
+class _Nowhere:
+    """``Accumulator._loop`` while admission is shut: never the running loop (not
+    even off-loop, where ``_get_running_loop()`` returns None)."""
+
+    __slots__ = ()
+
+
+_NOWHERE: Final = _Nowhere()
 
 
 class _DroppedOnArrival:
@@ -69,7 +80,7 @@ class Accumulator:
         #: Admissions dropped on arrival (``drop_newest``): admitted, never queued.
         self.dropped_on_arrival = 0
         #: Set by ``open`` and cleared by ``close``: ``offer`` admits only on this loop.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | _Nowhere = _NOWHERE
         self._bound: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self._max_events = policy.max_queue_events
@@ -90,23 +101,29 @@ class Accumulator:
         #: ``Waited`` items queued (awaited operations; most batches have none).
         self._waited = 0
         self._flush_target = 0
-        self._since_yield = 0
+        #: ``head_seq + events`` at which admission next asks its caller to yield.
+        self._yield_at = self._batch_events
         #: True while the sender is known to be awake: admissions test a plain
         #: attribute rather than call the wake callback each time.
         self._woken = False
+        #: ``offer`` admits without a further check while the queue stays below both
+        #: marks (see ``_rearm``); reaching one takes the checked path.
+        self._mark = 0
+        self._byte_mark = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start admitting on ``loop``; the backend announces what it already holds."""
         self._bound = loop
-        self._loop = None if self._deferred else loop
+        self._loop = _NOWHERE if self._deferred else loop
+        self._rearm()
         self.backend.start(self._arrived)
 
     def close(self) -> None:
         """Stop admitting (``offer`` declines from now on)."""
         self.closing = True
-        self._loop = None
+        self._loop = _NOWHERE
         self._lingering = True  # no new timers
         if self._timer is not None:
             self._timer.cancel()
@@ -116,6 +133,7 @@ class Accumulator:
         self.events += count
         self.nbytes += nbytes
         self._queued()
+        self._rearm()
 
     # -- admission ---------------------------------------------------------------------
 
@@ -125,30 +143,50 @@ class Accumulator:
         ``DECLINED`` (the caller takes ``admit``, which applies the ``when_full``
         policy), ``ADMITTED``, or ``ADMITTED_YIELD`` once per batch's worth of
         admissions (the caller should yield to the loop so a producer awaiting in a
-        tight loop never starves the sender)."""
-        loop = self._loop
-        if loop is None or loop is not _running_loop():
+        tight loop never starves the sender).
+
+        Every admission of a busy client comes through here, so the common case is
+        two comparisons against marks that ``_rearm`` keeps below every point where
+        something must happen (a full queue, a full batch to wake the sender for, a
+        linger timer to arm, a yield); only crossing one runs ``_offer_checked``."""
+        if self._loop is not _running_loop():
             return DECLINED
-        events = self.events
+        events = self.events + 1
         nbytes = self.nbytes + len(payload)
-        if events >= self._max_events or nbytes > self._max_bytes:
+        if events >= self._mark or nbytes >= self._byte_mark:
+            return self._offer_checked(payload, events, nbytes)
+        self._append(payload)
+        self.events = events
+        self.nbytes = nbytes
+        return ADMITTED
+
+    def _offer_checked(self, payload: bytes, events: int, nbytes: int) -> int:
+        if events > self._max_events or nbytes > self._max_bytes:
             return DECLINED
         self._append(payload)
-        self.events = events = events + 1
+        self.events = events
         self.nbytes = nbytes
-        if events >= self._batch_events or nbytes >= self._batch_bytes:
-            if not self._woken:
-                self._woken = True
-                self._wake()
-        elif not self._lingering:
-            self._lingering = True
-            self._timer = loop.call_later(self._linger, self._linger_elapsed)
-        n = self._since_yield + 1
-        if n >= self._batch_events:
-            self._since_yield = 0
-            return ADMITTED_YIELD
-        self._since_yield = n
-        return ADMITTED
+        self._queued()
+        result = ADMITTED_YIELD if self.yield_due() else ADMITTED
+        self._rearm()
+        return result
+
+    def _rearm(self) -> None:
+        """Set the marks below which ``offer`` needs no check: under the queue's
+        bounds; under a full batch while the sender sleeps (it must be woken); at
+        once while a short queue has no linger timer (the next admission arms it);
+        under the next yield. Called whenever one of those changes."""
+        mark = self._max_events + 1
+        byte_mark = self._max_bytes + 1
+        if not self._woken:
+            mark = min(mark, self._batch_events)
+            byte_mark = min(byte_mark, self._batch_bytes)
+        if not self._lingering and (
+            self.events < self._batch_events and self.nbytes < self._batch_bytes
+        ):
+            mark = 0  # the next admission arms the linger timer
+        self._mark = min(mark, self._yield_at - self.head_seq)
+        self._byte_mark = byte_mark
 
     def full(self, size: int) -> bool:
         """True when a payload of ``size`` bytes does not fit now."""
@@ -195,6 +233,7 @@ class Accumulator:
             self._wake()
         else:
             self._queued()
+        self._rearm()
         return commit
 
     def _queued(self) -> None:
@@ -208,16 +247,17 @@ class Accumulator:
 
     def yield_due(self) -> bool:
         """True once per batch's worth of admissions (see ``offer``)."""
-        self._since_yield += 1
-        if self._since_yield >= self._batch_events:
-            self._since_yield = 0
-            return True
-        return False
+        if self.head_seq + self.events < self._yield_at:
+            return False
+        self._yield_at = self.head_seq + self.events + self._batch_events
+        self._rearm()
+        return True
 
     def _linger_elapsed(self) -> None:
         self._timer = None
         if not self.events:
             self._lingering = self.closing  # nothing to send: the next admission re-arms
+            self._rearm()
             return
         self._linger_due = True
         self._woken = True
@@ -248,6 +288,7 @@ class Accumulator:
     def sleeping(self) -> None:
         """The sender goes to sleep: the next full batch must wake it."""
         self._woken = False
+        self._rearm()
 
     def take(self) -> tuple[int, Batch, bool]:
         """Take the next batch (up to the policy's batch bounds); return its first
@@ -278,6 +319,7 @@ class Accumulator:
         elif self._timer is None and self._bound is not None and not self.closing:
             self._lingering = True
             self._timer = self._bound.call_later(self._linger, self._linger_elapsed)
+        self._rearm()
         self._space()
         return first, batch, waited
 
@@ -289,6 +331,7 @@ class Accumulator:
         self.nbytes = 0
         self._urgent = 0
         self._waited = 0
+        self._rearm()
         self._space()
         return items
 
