@@ -47,7 +47,7 @@ from ._accumulator import ADMITTED, ADMITTED_YIELD, DECLINED, Accumulator
 from ._backend import Arrived, Batch, MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._encoder import EncodeAdmit, encode_event, event_encoder, no_fast_path
-from ._endpoint import BatchEndpoint, TrackBatchEndpoint, track_batch_errors
+from ._endpoint import BatchEndpoint, TrackBatchEndpoint, join_items, track_batch_errors
 from ._sender import FlushResult, Sender
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "Waited",
     "encode_event",
     "event_encoder",
+    "join_items",
     "no_fast_path",
     "track_batch_errors",
 ]

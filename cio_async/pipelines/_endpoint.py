@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from .._config import DEFAULT_USER_AGENT, BatchPolicy, PoolConfig, RetryPolicy
 from .._errors import ConfigurationError, OperationRejectedError
+from ..delivery import join_items
 from ..http._transport import Response, Transport
 
 __all__ = ["PIPELINES_HOSTS", "PipelinesConfig", "PipelinesEndpoint", "PipelinesRegionWarning"]
@@ -179,7 +180,7 @@ class PipelinesEndpoint:
 
     def body(self, items: Sequence[bytes]) -> bytes:
         """The uncompressed request body for these payloads, in order."""
-        return b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', _sent_at(), b'"}'))
+        return join_items(b'{"batch":[', items, b'],"sentAt":"%b"}' % _sent_at())
 
     async def send(self, body: bytes, headers: Mapping[str, str] | None) -> Response:
         """One attempt: re-stamp ``sentAt`` on a retry, compress when gzip is on. The
