@@ -4,7 +4,9 @@ subprocesses killed with SIGKILL, a real fork and a real full filesystem."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +314,72 @@ def test_a_forked_child_opens_its_own_file_and_leaves_the_parent_intact(tmp_path
     assert parent_file is not None
     assert ops_in(parent_file) == [b"parent-1", b"parent-2"]
     assert ops_in(child_path) == [b"child-1"]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _exit_unless_still(fds: list[int], inode: int) -> None:
+    # In the multiprocessing child: the exit status is the verdict. Each descriptor
+    # must still be the parent's file (multiprocessing reopens stdin on the lowest
+    # free number, so "open" alone would not tell).
+    def same(fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == inode
+        except OSError:
+            return False
+
+    sys.exit(0 if all(same(fd) for fd in fds) else 3)
+
+
+async def _use_and_close(spool: Spool) -> set[int]:
+    """Start the spool, commit a row and close it; the descriptors open meanwhile."""
+    await spool.start()
+    await spool.durable(spool.append(b"x"))
+    seen = {int(name) for name in os.listdir("/dev/fd")}
+    await spool.aclose()
+    return seen
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="lists descriptors in /dev/fd")
+def test_a_fork_after_a_spool_closed_keeps_every_descriptor_the_parent_opened_since(
+    tmp_path: Path,
+) -> None:
+    # The closed spool is still referenced (here by the test; in a program by what
+    # owned it, until it is collected) when the program forks. Its descriptor numbers
+    # are free again, and the program's next files, pipes and sockets take them: a
+    # child must keep those (a multiprocessing child's own pipe among them).
+    spool_dir = tmp_path / "spool"
+    spool = Spool(str(spool_dir), sync_interval=0.002, adopt=False)
+    seen = asyncio.run(_use_and_close(spool))
+    keep = os.open(tmp_path / "program-file", os.O_RDWR | os.O_CREAT, 0o600)
+    mine = [keep]
+    try:
+        for fd in range(3, max(seen) + 1):
+            if not _is_open(fd):
+                os.dup2(keep, fd)
+                mine.append(fd)
+        proc = multiprocessing.get_context("fork").Process(
+            target=_exit_unless_still, args=(mine, os.fstat(keep).st_ino)
+        )
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+    finally:
+        for fd in mine:
+            os.close(fd)
+    assert rows_on_disk(spool_dir) == [b"x"]  # the parent's file kept its row
+
+
+def test_a_closed_spool_is_not_kept_alive_by_the_fork_hooks(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), sync_interval=0.002, adopt=False)
+    asyncio.run(_use_and_close(spool))
+    ref = weakref.ref(spool)
+    del spool
+    gc.collect()
+    assert ref() is None

@@ -11,6 +11,7 @@ this process holds, and nothing here opens a descriptor on one of them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -56,6 +57,7 @@ class SpoolFile:
     """An open, locked spool file. Owned by the writer thread."""
 
     path: str
+    #: The descriptor holding the ``flock``; -1 once closed (``close_file``).
     lock_fd: int
     conn: sqlite3.Connection
     #: Rows and payload bytes it held when opened (for adopted files).
@@ -377,5 +379,33 @@ def close_file(f: SpoolFile, remove: bool) -> None:
                 os.unlink(f.path + ext)
             except FileNotFoundError:
                 pass
-    os.close(f.lock_fd)
-    release(f.path)
+    real = os.path.realpath(f.path)
+    with HELD_LOCK:
+        # Under the lock a fork waits for (see ``_spool``'s at-fork hooks): a child
+        # never inherits a SpoolFile whose descriptor is closed but not marked so.
+        # Its number is free once closed, and may be anything in the child.
+        if f.lock_fd >= 0:
+            os.close(f.lock_fd)
+            f.lock_fd = -1
+        HELD.discard(real)
+
+
+def forget_in_child(files: Iterable[SpoolFile | None]) -> list[sqlite3.Connection]:
+    """In a forked child: close this process's copies of the lock descriptors of the
+    files the parent had open (the parent keeps its locks: a ``flock`` belongs to the
+    open file description, which the parent still has) and mark them closed. Returns
+    their connections, which the caller keeps and never closes: closing them here
+    would let SQLite act on locks the child does not hold.
+
+    Files closed before the fork are skipped: their old descriptor numbers may since
+    belong to anything (a pipe of ``multiprocessing``, a socket, the caller's file).
+    """
+    conns: list[sqlite3.Connection] = []
+    for f in files:
+        if f is None or f.lock_fd < 0:
+            continue
+        conns.append(f.conn)
+        with contextlib.suppress(OSError):
+            os.close(f.lock_fd)
+        f.lock_fd = -1
+    return conns

@@ -321,14 +321,8 @@ class Spool:
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's file, connections and thread without
         closing anything the parent still uses; the next start() opens a new file."""
-        for f in [self._own, *self._adopted.values()]:
-            if f is None:
-                continue
-            _ABANDONED.append(f.conn)  # never closed, never collected
-            with contextlib.suppress(OSError):
-                os.close(f.lock_fd)  # our copy only: the parent's lock stays
-        with _file.HELD_LOCK:
-            _file.HELD.clear()
+        # Never closed, never collected.
+        _ABANDONED.extend(_file.forget_in_child([self._own, *self._adopted.values()]))
         self._reset()
 
     # -- writer thread -----------------------------------------------------------------
@@ -666,6 +660,8 @@ class Spool:
                 log.error("cio_async cannot close spool file %s: %s", own.path, exc)
             if left or self._buf:
                 log.info("cio_async spool %s keeps %d undelivered operations", own.path, left)
+            if own.lock_fd < 0:
+                self._own = None  # closed: nothing for a forked child to let go of
         for f in self._adopted.values():
             try:
                 left = f.conn.execute("SELECT count(*) FROM ops").fetchone()[0]
@@ -686,11 +682,34 @@ def _set_exception(fut: asyncio.Future[Any] | None, exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
+def _before_fork() -> None:
+    # Held across the fork: no writer thread is then between closing a lock
+    # descriptor and marking it closed (``_file.close_file``), or inside ``HELD``.
+    _file.HELD_LOCK.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _file.HELD_LOCK.release()
+
+
 def _after_fork_in_child() -> None:
-    for spool in list(_LIVE):
-        if spool._thread is not None or spool._own is not None:
-            spool._after_fork()
+    # The forking thread took HELD_LOCK in _before_fork; it is this thread here.
+    try:
+        _file.HELD.clear()
+        for spool in list(_LIVE):
+            if spool._thread is not None or spool._own is not None:
+                try:
+                    spool._after_fork()
+                except Exception:  # an at-fork hook must not raise into os.fork()
+                    log.exception("cio_async: could not reset a spool after fork")
+    finally:
+        _file.HELD_LOCK.release()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    # One set of hooks for every spool (``_LIVE`` holds them weakly).
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
