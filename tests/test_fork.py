@@ -21,7 +21,7 @@ from typing import IO
 import anyio.from_thread
 import pytest
 
-from cio_async import AsyncCustomerIO, BatchPolicy, CustomerIO, RetryPolicy
+from cio_async import AsyncCustomerIO, AsyncPipelines, BatchPolicy, CustomerIO, RetryPolicy
 from cio_async.testing import StandIn
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
@@ -112,6 +112,44 @@ def test_async_client_started_in_parent_works_in_a_multiprocessing_fork_child(
     proc.join(60)
     assert proc.exitcode == 0
     _finish_parent(threaded_server, loop, client, ids)
+
+
+def test_async_pipelines_started_in_parent_works_in_an_os_fork_child(
+    threaded_server: StandIn,
+) -> None:
+    loop = asyncio.new_event_loop()
+    cdp = AsyncPipelines(**threaded_server.pipelines_kwargs(), batch=HELD, retry=FAST)
+
+    async def start() -> list[str]:
+        await cdp.start()
+        return [await cdp.track("p", "parent") for _ in range(10)]
+
+    ids = loop.run_until_complete(start())
+
+    async def child_work() -> bool:
+        for i in range(5):
+            await cdp.track("c", "child", {"i": i})
+        result = await cdp.aclose()
+        return result.complete and result.delivered == 5
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through its exit status
+        try:
+            ok = asyncio.run(child_work())
+        except BaseException:
+            os._exit(2)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        result = loop.run_until_complete(cdp.aclose())
+    finally:
+        loop.close()
+    assert result.delivered == 10
+    events = sorted(c.body["event"] for c in threaded_server.pipelines.calls)
+    assert events == ["child"] * 5 + ["parent"] * 10, "the parent's queue was sent once"
+    parent = {c.message_id for c in threaded_server.pipelines.calls if c.body["event"] == "parent"}
+    assert parent == set(ids)
 
 
 # -- 15. the blocking client in multiprocessing children --------------------------------
