@@ -21,7 +21,14 @@ from typing import IO
 import anyio.from_thread
 import pytest
 
-from cio_async import AsyncCustomerIO, AsyncPipelines, BatchPolicy, CustomerIO, RetryPolicy
+from cio_async import (
+    AsyncCustomerIO,
+    AsyncPipelines,
+    BatchPolicy,
+    CustomerIO,
+    Pipelines,
+    RetryPolicy,
+)
 from cio_async.testing import StandIn
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
@@ -171,6 +178,24 @@ def test_a_multiprocessing_child_delivers_everything_it_tracked(threaded_server:
         assert len(threaded_server.events("mp")) == 500
     finally:
         cio.close()
+
+
+def _pipelines_track_500(cdp: Pipelines) -> None:
+    for i in range(500):
+        cdp.track("m", "mp", {"i": i})
+    # Returning ends the child through multiprocessing's os._exit: no atexit.
+
+
+def test_a_multiprocessing_child_delivers_every_pipelines_call(threaded_server: StandIn) -> None:
+    cdp = Pipelines(**threaded_server.pipelines_kwargs(), batch=HELD)
+    try:
+        proc = multiprocessing.get_context("fork").Process(target=_pipelines_track_500, args=(cdp,))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+        assert len(threaded_server.pipelines.find(event="mp")) == 500
+    finally:
+        cdp.close()
 
 
 def _make_and_track(server_kwargs: dict[str, object]) -> None:
