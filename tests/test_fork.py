@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -162,7 +162,7 @@ def test_async_pipelines_started_in_parent_works_in_an_os_fork_child(
 # -- 15. the blocking client in multiprocessing children --------------------------------
 
 
-def _track_500(cio: CustomerIO) -> None:
+def _track_500(cio: CustomerIO | Pipelines) -> None:
     for i in range(500):
         cio.track("m", "mp", {"i": i})
     # Returning ends the child through multiprocessing's os._exit: no atexit.
@@ -180,22 +180,18 @@ def test_a_multiprocessing_child_delivers_everything_it_tracked(threaded_server:
         cio.close()
 
 
-def _pipelines_track_500(cdp: Pipelines) -> None:
-    for i in range(500):
-        cdp.track("m", "mp", {"i": i})
-    # Returning ends the child through multiprocessing's os._exit: no atexit.
+def _exitcode_of_child(target: Callable[..., None], *args: object) -> int | None:
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+    proc.start()
+    proc.join(60)
+    return proc.exitcode
 
 
 def test_a_multiprocessing_child_delivers_every_pipelines_call(threaded_server: StandIn) -> None:
-    cdp = Pipelines(**threaded_server.pipelines_kwargs(), batch=HELD)
-    try:
-        proc = multiprocessing.get_context("fork").Process(target=_pipelines_track_500, args=(cdp,))
-        proc.start()
-        proc.join(60)
-        assert proc.exitcode == 0
+    # The child above, through the Pipelines facade: the same exit hook flushes it.
+    with Pipelines(**threaded_server.pipelines_kwargs(), batch=HELD) as cdp:
+        assert _exitcode_of_child(_track_500, cdp) == 0
         assert len(threaded_server.pipelines.find(event="mp")) == 500
-    finally:
-        cdp.close()
 
 
 def _make_and_track(server_kwargs: dict[str, object]) -> None:
