@@ -21,14 +21,8 @@ from typing import IO
 import anyio.from_thread
 import pytest
 
-from cio_async import (
-    AsyncCustomerIO,
-    AsyncPipelines,
-    BatchPolicy,
-    CustomerIO,
-    Pipelines,
-    RetryPolicy,
-)
+from cio_async import AsyncCustomerIO, BatchPolicy, CustomerIO, RetryPolicy
+from cio_async.pipelines import AsyncPipelines, Pipelines
 from cio_async.testing import StandIn
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
