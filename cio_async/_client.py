@@ -204,8 +204,7 @@ class AsyncCustomerIO(ClientCore):
         self._dedup_arg = dedup_cache
         self._rate_budget_arg = rate_budget
         self._stream_arg = stream
-        self._wire(Recorder(hooks, config.slow_call_threshold))
-        self._open(on_error, on_drop)
+        self._open(Recorder(hooks, config.slow_call_threshold), on_error, on_drop)
 
     def _wire(self, recorder: Recorder) -> None:
         """Build the parts: at construction, and again in a forked child (see

@@ -84,7 +84,7 @@ os.register_at_fork(after_in_child=_reset_clients_in_child)
 class ClientCore:
     """The lifecycle of a client that queues encoded calls for a ``Sender``.
 
-    Internal. A client calls ``_open`` once with the user's callbacks, builds its
+    Internal. A client calls ``_open`` once with the user's callbacks; it builds its
     parts in ``_wire`` (again in a forked child) ending with ``_wire_sender``, and
     admits encoded payloads with ``_enqueue``/``_enqueue_nowait``/``_submit``.
     Subclass hooks: ``_unsent`` (an operation will not be delivered), ``_for_user``
@@ -112,11 +112,16 @@ class ClientCore:
     # -- construction ------------------------------------------------------------------
 
     def _open(
-        self, on_error: Callable[..., Any] | None, on_drop: Callable[..., Any] | None
+        self,
+        recorder: Recorder,
+        on_error: Callable[..., Any] | None,
+        on_drop: Callable[..., Any] | None,
     ) -> None:
-        """Once, after the first ``_wire``: keep the callbacks, watch for forks."""
+        """Once, at the end of construction: keep the callbacks, build the parts
+        (``_wire``) and watch for forks."""
         self._user_on_error = on_error
         self._user_on_drop = on_drop
+        self._wire(recorder)
         _LIVE.add(self)
 
     def _wire(self, recorder: Recorder) -> None:

@@ -116,8 +116,7 @@ class AsyncPipelines(ClientCore):
         self._encoder = Encoder(config.context, config.integrations)
         #: The common track call, encoded in one frame (see ``track_encoder``).
         self._fast_track = track_encoder(self._encoder)
-        self._wire(Recorder(hooks, config.slow_call_threshold))
-        self._open(on_error, on_drop)
+        self._open(Recorder(hooks, config.slow_call_threshold), on_error, on_drop)
 
     def _wire(self, recorder: Recorder) -> None:
         """Build the transport and sender: at construction, and again in a forked
