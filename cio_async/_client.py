@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import inspect
 import logging
 import os
-import warnings
-import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
@@ -24,11 +20,12 @@ from ._config import (
     RetryPolicy,
     SpoolConfig,
 )
+from ._core import ClientCore, Closer
 from ._dedup import AsyncDedupCache, DedupCache, MemoryDedupCache, canonical
 from ._dropped import DROPPED, Dropped
 from ._encode import to_unix_seconds
-from ._errors import ClientClosedError, ConfigurationError, ValidationError
-from ._lastresort import LastResort, failure_kind, lost_summary
+from ._errors import ConfigurationError, ValidationError
+from ._lastresort import LastResort
 from ._model import (
     Operation,
     Person,
@@ -38,16 +35,11 @@ from ._model import (
     person_ident,
 )
 from ._stats import Hooks, OnDrop, OnError, Recorder, Stats
-from ._tasks import TaskSet
 from ._validate import check_finite
 from .app._api import AppAPI
 from .delivery import (
-    ADMITTED_YIELD,
-    DECLINED,
     BatchEndpoint,
-    FlushResult,
     QueueBackend,
-    Sender,
     TrackBatchEndpoint,
     encode_event,
     event_encoder,
@@ -63,7 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCustomerIO"]
 
 log = logging.getLogger("cio_async")
-T = TypeVar("T")
 
 
 class _Probe:
@@ -94,25 +85,6 @@ class _Probe:
 _PERSON_CHANGES = frozenset({"identify", "delete", "suppress", "unsuppress", "merge"})
 
 
-#: Clients that may need rebuilding in a forked child (see ``AsyncCustomerIO._after_fork``).
-_LIVE: weakref.WeakSet[AsyncCustomerIO] = weakref.WeakSet()
-#: What forked children dropped from their parent's clients: referenced forever so that
-#: no finalizer closes (or warns about) the parent's session and tasks in the child.
-_FORK_ORPHANS: list[object] = []
-
-
-def _reset_clients_in_child() -> None:
-    for client in list(_LIVE):
-        try:
-            client._after_fork()
-        except Exception:  # an at-fork hook must not raise into os.fork()
-            log.exception("cio_async: could not reset a client after fork")
-
-
-# A hook, not a pid check on every call: the hot paths stay as they are.
-os.register_at_fork(after_in_child=_reset_clients_in_child)
-
-
 def _is_identify(op: Operation) -> bool:
     """A person identify? Looks at the payload's first bytes before decoding, so the
     lazily decoded operations handed to on_drop at shutdown stay undecoded."""
@@ -121,14 +93,7 @@ def _is_identify(op: Operation) -> bool:
     return op.type == "person" and op.action == "identify"
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class AsyncCustomerIO:
+class AsyncCustomerIO(ClientCore):
     """The asyncio Customer.io client.
 
     Person and object operations (``identify``, ``track``, ``page``, ``screen``,
@@ -179,7 +144,7 @@ class AsyncCustomerIO:
     ``async with AsyncCustomerIO(...) as cio:`` or ``await cio.aclose()``.
     """
 
-    _state: _State = _State.CLOSED  # keeps __del__ quiet if __init__ raised
+    _config: ClientConfig
 
     def __init__(
         self,
@@ -234,15 +199,12 @@ class AsyncCustomerIO:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         self._config = config
-        self._user_on_error = on_error
-        self._user_on_drop = on_drop
         self._session_arg = session
         self._queue_arg = queue
         self._dedup_arg = dedup_cache
         self._rate_budget_arg = rate_budget
         self._stream_arg = stream
-        self._wire(Recorder(hooks, config.slow_call_threshold))
-        _LIVE.add(self)
+        self._open(Recorder(hooks, config.slow_call_threshold), on_error, on_drop)
 
     def _wire(self, recorder: Recorder) -> None:
         """Build the parts: at construction, and again in a forked child (see
@@ -285,19 +247,14 @@ class AsyncCustomerIO:
 
             # In a forked child this is a new spool: its own file and lock.
             backend = self._spool = SpoolBackend(config.spool)
-        self._delivery = Sender(
+        self._wire_sender(
             self._stream_arg
             if self._stream_arg is not None
             else TrackBatchEndpoint(self._transport),
             config.batch,
-            self._rec,
-            on_failure=self._operation_failed,
-            on_drop=self._operation_dropped,
-            backend=backend,
-            pool_size=config.pool.max_connections,
+            backend,
+            config.pool.max_connections,
         )
-        #: The one admission path: ``offer`` of ready bytes to the accumulator.
-        self._offer = self._delivery.accumulator.offer
         # Encoders for person events (see delivery._encoder): they encode and offer;
         # what they do not encode (None) or the accumulator declines (with the bytes)
         # goes the general way.
@@ -306,36 +263,25 @@ class AsyncCustomerIO:
             for a in ("event", "page", "screen")
         }
         self._fast_event = self._fast["event"]
-        self._tasks = TaskSet(self._task_failed)
         self._person_listeners: list[Callable[[Person], None]] = []
         self.v1 = TrackV1(self._transport, on_person_change=self._forget)
         self.v2 = TrackV2(self._transport, on_operation=self._bypassed_dedup)
         #: The App API: transactional sends, broadcast triggers, cached lookups.
         self.app = AppAPI(
-            self._transport, config.app, spawn=self.spawn, rate_budget=self._rate_budget_arg
+            self._transport,
+            config.app,
+            spawn=self.spawn,
+            rate_budget=self._rate_budget_arg,
+            attach=self._attach_app,
         )
-        self._person_listeners.append(self.app._person_changed)
-        self._closing: asyncio.Future[FlushResult] | None = None
         self._region_checked = False
         self._last_resort = LastResort()
-        self._state = _State.NEW
 
-    def _after_fork(self) -> None:
-        """In a forked child: start afresh on first use.
-
-        The inherited session, sender task, queue and App API limiters belong to the
-        parent's loop, which does not run here; the parent still delivers its own
-        queue. They are dropped, never closed (closing would touch the parent's
-        sockets), and kept referenced so their finalizers never run in this process.
-        A borrowed ``session`` or a custom ``queue``/``dedup_cache`` is the caller's and
-        is kept as given.
-        """
-        if self._state in (_State.CLOSING, _State.CLOSED):
-            return  # the parent is closing it: it stays closed here
-        # A NEW client may be bound too (direct v1/v2/app calls start the transport
-        # without the pipeline), so every open client is rebuilt; an unbound one cheaply.
-        _FORK_ORPHANS.append((self._transport, self._delivery, self._tasks, self.app))
-        self._wire(Recorder(self._rec.hooks, self._config.slow_call_threshold))
+    def _attach_app(self, on_person_change: Callable[[Person], None], close: Closer) -> None:
+        # The App API's lookup cache forgets people this client changes, and closes
+        # with the client (after its tasks, before the session).
+        self._person_listeners.append(on_person_change)
+        self._closers.append(close)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> AsyncCustomerIO:
@@ -352,11 +298,6 @@ class AsyncCustomerIO:
         """The frozen configuration."""
         return self._config
 
-    @property
-    def closed(self) -> bool:
-        """True once ``aclose()`` has begun."""
-        return self._state in (_State.CLOSING, _State.CLOSED)
-
     def __repr__(self) -> str:
         return (
             f"<AsyncCustomerIO region={self._config.region.name!r} "
@@ -365,18 +306,7 @@ class AsyncCustomerIO:
 
     def stats(self) -> Stats:
         """A typed snapshot of counters, queue depth and per-operation latency."""
-        return self._rec.snapshot(
-            admitted=self._delivery.admitted,
-            queue_depth=self._delivery.queue_depth,
-            queue_bytes=self._delivery.queue_bytes,
-            in_flight_batches=self._delivery.in_flight,
-            concurrency_limit=self._delivery.concurrency.limit,
-            in_flight_requests=self._transport.in_flight,
-            connections_opened=self._transport.connections_opened,
-            dedup_entries=len(self._dedup) if self._dedup is not None else 0,
-            background_errors=self._rec.background_errors,
-            spool=self._spool.stats() if self._spool is not None else None,
-        )
+        return self._snapshot(len(self._dedup) if self._dedup is not None else 0, self._spool)
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -411,52 +341,12 @@ class AsyncCustomerIO:
         elif self._dedup is not None:
             self._dedup.evict(key)
 
-    def _call_user(self, fn: Any, *args: Any) -> None:
-        try:
-            result = fn(*args)
-            if asyncio.iscoroutine(result):
-                _task = self._tasks.spawn(result, "cio_async-callback")
-        except Exception:
-            log.exception("cio_async callback %r raised; ignored", fn)
-
-    def _operation_failed(self, exc: BaseException, op: Operation | None) -> None:
-        # A failed identify must not suppress its own retry.
-        if op is not None and self._dedup and _is_identify(op):
-            self._evict(op.key)
-        if self._user_on_error is not None:
-            self._call_user(self._user_on_error, exc, op)
-        elif op is not None:
-            # Nobody is told otherwise when the application configured no logging.
-            kind = failure_kind(exc)
-            self._last_resort.report(
-                kind,
-                f"deliveries to Customer.io are failing ({type(exc).__name__}: {exc}); "
-                "the operations are lost. Configure logging or pass on_error= to see "
-                "each failure.",
-            )
-
-    def _operation_dropped(self, op: Operation, reason: str) -> None:
+    def _unsent(self, op: Operation) -> None:
+        # A failed or dropped identify must not suppress its own retry.
         if self._dedup and _is_identify(op):
             self._evict(op.key)
-        if self._user_on_drop is not None:
-            self._call_user(self._user_on_drop, op, reason)
-
-    def _task_failed(self, exc: BaseException, name: str) -> None:
-        self._rec.background_errors += 1
-        log.error("cio_async background task %s failed: %r", name, exc, exc_info=exc)
-        if self._user_on_error is not None:
-            self._call_user(self._user_on_error, exc, None)
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        state = self._state
-        if state is _State.RUNNING:
-            return
-        if state is _State.NEW:
-            self._state = _State.RUNNING
-            return
-        raise ClientClosedError("the client is closed; create a new AsyncCustomerIO")
 
     async def start(self) -> None:
         """Bind to the running loop and start the sender (done lazily otherwise).
@@ -466,8 +356,7 @@ class AsyncCustomerIO:
         belong to the configured region (once). If that raises, the client is closed
         (nothing it started is left running) and the error propagates.
         """
-        self._check_open()
-        self._delivery.start()
+        await super().start()
         if self._spool is not None:
             # The spool file is open and dead processes' files adopted (raises
             # SpoolError, naming the directory, when it cannot be opened).
@@ -499,131 +388,7 @@ class AsyncCustomerIO:
             log.warning("cio_async: %s", message)
         return info
 
-    async def __aenter__(self) -> AsyncCustomerIO:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def flush(self, timeout: float | None = None) -> FlushResult:
-        """Send everything admitted so far and wait until each operation was delivered
-        or failed, or ``timeout`` seconds passed. Returns what happened."""
-        return await self._delivery.flush(timeout)
-
-    async def aclose(self, timeout: float | None = None) -> FlushResult:
-        """Stop accepting operations, flush with a deadline (default
-        ``config.batch.shutdown_timeout``), hand everything still undelivered to
-        ``on_drop`` with reason ``shutdown``, cancel and await every task the client
-        owns, and close the session if the client created it.
-
-        Idempotent: later calls return the first call's result. Cancelling the caller
-        does not abort the cleanup halfway.
-        """
-        if self._closing is None:
-            self._state = _State.CLOSING
-            self._delivery.stop_admission()
-            deadline = self._config.batch.shutdown_timeout if timeout is None else timeout
-            self._closing = asyncio.ensure_future(self._shutdown(deadline))
-        return await asyncio.shield(self._closing)
-
-    async def _shutdown(self, timeout: float) -> FlushResult:
-        try:
-            result = await self._delivery.close(timeout)
-            await self._tasks.cancel_all()
-            await self.app._aclose()
-        finally:
-            try:
-                await self._transport.aclose()
-            finally:
-                self._state = _State.CLOSED
-        if result.dropped:
-            log.warning("cio_async closed with %d operation(s) undelivered", result.dropped)
-        lost = lost_summary(self._rec.failed, self._rec.dropped)
-        if lost:
-            self._last_resort.report(
-                "closed", f"closed with operations lost since the client started: {lost}"
-            )
-        return result
-
-    def spawn(
-        self, coro: Coroutine[Any, Any, T], *, name: str = "cio_async-task"
-    ) -> asyncio.Task[T]:
-        """Run ``coro`` in the background, owned by the client.
-
-        The client keeps a strong reference, reports a failure to ``on_error``, the
-        log and ``stats().background_errors``, and cancels it on ``aclose()``. Use it
-        for calls that cannot be batched, e.g.
-        ``cio.spawn(cio.v1.submit_form("signup", data))``.
-        """
-        try:
-            self._check_open()
-        except ClientClosedError:
-            coro.close()
-            raise
-        return self._tasks.spawn(coro, name)
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._state is _State.CLOSED:
-            return
-        transport = getattr(self, "_transport", None)
-        pipeline = getattr(self, "_delivery", None)
-        started = (transport is not None and transport.started and not transport.closed) or (
-            pipeline is not None and pipeline.started
-        )
-        if started:
-            _warn(
-                f"unclosed {self!r}: call 'await client.aclose()' or use 'async with'",
-                ResourceWarning,
-                source=self,
-                stacklevel=2,
-            )
-            queued = pipeline.queue_depth if pipeline is not None else 0
-            batches = pipeline.in_flight if pipeline is not None else 0
-            if queued or batches:
-                message = (
-                    f"an AsyncCustomerIO was never closed: {queued} queued operation(s)"
-                    + (f" and {batches} batch(es) in flight" if batches else "")
-                    + " were lost; call 'await client.aclose()' or use 'async with'"
-                )
-                log.error("cio_async: %s", message)
-                last_resort = getattr(self, "_last_resort", None)
-                if last_resort is not None:
-                    last_resort.report("unclosed", message)
-
     # -- pipeline operations -----------------------------------------------------------
-
-    async def _enqueue(self, op: Operation | bytes, wait: bool, offered: bool = False) -> bool:
-        """Admit ``op``; False when ``drop_newest`` dropped it at the call."""
-        if not wait and not offered:
-            # The common case: queued synchronously, no further coroutine frames.
-            admitted = self._offer(op.payload if isinstance(op, Operation) else op)
-            if admitted != DECLINED:
-                if admitted == ADMITTED_YIELD:
-                    await asyncio.sleep(0)
-                return True
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        fut = await self._delivery.admit(op, wait)
-        if fut is False:
-            return False
-        if fut is not None:
-            # Shielded: cancelling this caller does not cancel the delivery.
-            await asyncio.shield(fut)
-        return True
-
-    def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> bool:
-        """Queue ``payload``; False when ``drop_newest`` dropped it at the call."""
-        if not offered and self._offer(payload) != DECLINED:
-            return True
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        return self._delivery.admit_nowait(payload)
 
     def _check_track(self) -> None:
         if not self._transport.has_track_credentials:
@@ -1026,12 +791,8 @@ class AsyncCustomerIO:
         self._check_track()
         if not isinstance(operation, Operation):
             raise ConfigurationError("submit() takes an Operation")
-        if self._state is not _State.RUNNING:
-            self._check_open()
         self._bypassed_dedup(operation)
-        fut = await self._delivery.admit(operation, True, urgent)
-        assert isinstance(fut, asyncio.Future)  # with a waiter, a drop fails the future
-        return fut
+        return await self._submit(operation, urgent)
 
     def send_nowait(self, operation: Operation) -> Dropped | None:
         """``send`` without awaiting (see ``track_nowait``); ``DROPPED`` as ``send``."""

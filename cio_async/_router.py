@@ -10,9 +10,8 @@ from ._client import AsyncCustomerIO
 from ._dropped import Dropped
 from ._errors import ConfigurationError, ValidationError
 from ._model import Operation, Person, PersonRef, RelationshipRef, as_person
-from ._stats import Stats
+from ._workspaces import Workspaces
 from .app._api import AppAPI
-from .delivery import FlushResult
 from .track._api import TrackV1, TrackV2
 
 __all__ = ["WorkspaceRouter"]
@@ -21,7 +20,7 @@ __all__ = ["WorkspaceRouter"]
 Resolver = Callable[[Person], str]
 
 
-class WorkspaceRouter:
+class WorkspaceRouter(Workspaces[AsyncCustomerIO]):
     """Holds one ``AsyncCustomerIO`` per workspace and sends each call to one of them.
 
     The workspace is the explicit ``workspace=`` argument of a call, or else what
@@ -46,20 +45,8 @@ class WorkspaceRouter:
         resolver: Resolver | None = None,
         default: str | None = None,
     ) -> None:
-        if not clients:
-            raise ConfigurationError("WorkspaceRouter needs at least one client")
-        if default is not None and default not in clients:
-            raise ConfigurationError(f"default workspace {default!r} is not among the clients")
-        if resolver is None and default is None and len(clients) > 1:
-            raise ConfigurationError("give a resolver or a default workspace")
-        self._clients = dict(clients)
+        super().__init__(clients, has_resolver=resolver is not None, default=default)
         self._resolver = resolver
-        self._default = default if default is not None else next(iter(clients))
-
-    @property
-    def workspaces(self) -> Mapping[str, AsyncCustomerIO]:
-        """The clients by workspace name."""
-        return dict(self._clients)
 
     def __getitem__(self, workspace: str) -> AsyncCustomerIO:
         try:
@@ -116,41 +103,6 @@ class WorkspaceRouter:
     def closed(self) -> bool:
         """True once every client is closed (or closing)."""
         return all(c.closed for c in self._clients.values())
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start every client (region checks included, when configured)."""
-        for client in self._clients.values():
-            await client.start()
-
-    async def __aenter__(self) -> WorkspaceRouter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def flush(self, timeout: float | None = None) -> dict[str, FlushResult]:
-        """Flush every workspace concurrently."""
-        names = list(self._clients)
-        results = await asyncio.gather(*(self._clients[n].flush(timeout) for n in names))
-        return dict(zip(names, results, strict=True))
-
-    async def aclose(self, timeout: float | None = None) -> dict[str, FlushResult]:
-        """Close every client concurrently (each flushes with the deadline)."""
-        names = list(self._clients)
-        results = await asyncio.gather(
-            *(self._clients[n].aclose(timeout) for n in names), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-        return {n: r for n, r in zip(names, results, strict=True) if isinstance(r, FlushResult)}
-
-    def stats(self) -> dict[str, Stats]:
-        """Each workspace's stats snapshot."""
-        return {name: c.stats() for name, c in self._clients.items()}
 
     # -- routed calls --------------------------------------------------------------------
 

@@ -16,94 +16,22 @@ Celery and gunicorn workers call ``close()`` from their exit hooks (see the READ
 
 from __future__ import annotations
 
-import atexit
 import functools
 import inspect
-import multiprocessing.util
 import os
-import queue
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any, Generic, Protocol, TypeVar
-
-import anyio
-from anyio.from_thread import BlockingPortal
+from typing import Any
 
 from ._client import AsyncCustomerIO
 from ._config import ClientConfig
 from ._dropped import DROPPED, Dropped
-from ._errors import ClientClosedError
+from ._loop_thread import LoopThreadFacade
 from ._model import Operation, PersonRef, RelationshipRef
-from ._stats import Stats
 from ._sync_api import SyncAppAPI, SyncTrackV1, SyncTrackV2, future_of
-from .delivery import FlushResult
 from .track._api import AccountRegion
 
 __all__ = ["CustomerIO"]
-
-
-class _Client(Protocol):
-    async def start(self) -> None: ...
-
-    async def aclose(self, timeout: float | None = None) -> FlushResult: ...  # noqa: ASYNC109
-
-
-C = TypeVar("C", bound=_Client)
-
-
-class _Runner(Generic[C]):
-    """One event loop on a daemon thread, a blocking portal into it, and the client.
-
-    A daemon thread (not anyio's ``start_blocking_portal``, whose worker thread is
-    joined before ``atexit`` runs) so that a forgotten ``close()`` cannot hang the
-    interpreter at exit, and the exit hook can still flush through the portal.
-    """
-
-    def __init__(self, factory: Callable[[], C]) -> None:
-        self.pid = os.getpid()
-        handoff: queue.Queue[BlockingPortal | BaseException] = queue.Queue()
-
-        async def serve() -> None:
-            async with BlockingPortal() as portal:
-                handoff.put(portal)
-                await portal.sleep_until_stopped()
-
-        def run() -> None:
-            try:
-                anyio.run(serve, backend="asyncio")
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-                handoff.put(exc)
-
-        self._thread = threading.Thread(target=run, name="cio_async-loop", daemon=True)
-        self._thread.start()
-        got = handoff.get()
-        if isinstance(got, BaseException):
-            raise got
-        self.portal = got
-        try:
-            self.client = self.portal.call(self._start, factory)
-        except BaseException:
-            self._stop()
-            raise
-
-    @staticmethod
-    async def _start(factory: Callable[[], C]) -> C:
-        client = factory()
-        await client.start()
-        return client
-
-    def _stop(self) -> None:
-        self.portal.call(self.portal.stop)
-        self._thread.join()
-
-    def close(self, timeout: float | None) -> FlushResult:
-        try:
-            result: FlushResult = self.portal.call(self.client.aclose, timeout)
-            return result
-        finally:
-            self._stop()
 
 
 async def _resolve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -115,7 +43,7 @@ async def _resolve(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return result
 
 
-class CustomerIO:
+class CustomerIO(LoopThreadFacade[AsyncCustomerIO]):
     """The blocking Customer.io client: same arguments as ``AsyncCustomerIO``.
 
     ::
@@ -138,44 +66,21 @@ class CustomerIO:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._args = args
         self._kwargs = kwargs
-        self._lock = threading.Lock()
-        self._closed = False
-        self._current: _Runner[AsyncCustomerIO] | None = None
         #: Track v1 calls (``AsyncCustomerIO.v1``), blocking.
         self.v1 = SyncTrackV1(self._on_loop)
         #: Raw Track v2 calls (``AsyncCustomerIO.v2``), blocking.
         self.v2 = SyncTrackV2(self._on_loop)
         #: The App API (``AsyncCustomerIO.app``), blocking; ``app.send_nowait`` does not.
         self.app = SyncAppAPI(self._on_loop)
+        super().__init__()
+
+    def _prepare(self) -> None:
         # Built now so bad arguments fail here; it binds to nothing until the loop
         # thread (started on first use) starts it.
         self._prepared: tuple[int, AsyncCustomerIO] | None = (
             os.getpid(),
-            AsyncCustomerIO(*args, **kwargs),
+            AsyncCustomerIO(*self._args, **self._kwargs),
         )
-        atexit.register(_close_at_exit, weakref.ref(self))
-
-    def _runner(self) -> _Runner[AsyncCustomerIO]:
-        runner = self._current
-        if runner is not None and runner.pid == os.getpid():
-            return runner
-        with self._lock:
-            if self._closed:
-                raise ClientClosedError("the client is closed; create a new CustomerIO")
-            runner = self._current
-            if runner is None or runner.pid != os.getpid():
-                # First use, or first use in a forked child: the parent's loop thread
-                # does not exist here and its queue is the parent's to deliver, so
-                # start afresh (never close the copy: its sockets are the parent's).
-                self._current = runner = _Runner(self._make_client)
-                # A multiprocessing child leaves through os._exit, skipping atexit; its
-                # finalizers still run first (billiard, Celery's prefork pool, shares
-                # this registry). The entry is bound to this pid (a forked grandchild
-                # skips it) and holds only a weak reference.
-                multiprocessing.util.Finalize(
-                    None, _close_at_exit, args=(weakref.ref(self),), exitpriority=10
-                )
-            return runner
 
     def _make_client(self) -> AsyncCustomerIO:
         prepared, self._prepared = self._prepared, None
@@ -197,11 +102,6 @@ class CustomerIO:
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._call_on(lambda c: getattr(c, method), *args, **kwargs)
-
-    @property
-    def client(self) -> AsyncCustomerIO:
-        """The underlying ``AsyncCustomerIO`` (lives on the loop thread)."""
-        return self._runner().client
 
     # -- fire and forget ---------------------------------------------------------------
 
@@ -327,44 +227,3 @@ class CustomerIO:
     def config(self) -> ClientConfig:
         """The frozen configuration."""
         return self._runner().client.config
-
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Deliver everything queued so far (or until ``timeout``)."""
-        result: FlushResult = self._call("flush", timeout)
-        return result
-
-    def stats(self) -> Stats:
-        """The client's stats snapshot."""
-        runner = self._runner()
-        result: Stats = runner.portal.call(runner.client.stats)
-        return result
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self, timeout: float | None = None) -> FlushResult:
-        """Flush (within ``timeout``), close the client and stop the loop thread.
-        Idempotent."""
-        with self._lock:
-            if self._closed:
-                return FlushResult(0, 0, 0, 0)
-            self._closed = True
-            runner, self._current = self._current, None
-        if runner is None or runner.pid != os.getpid():
-            return FlushResult(0, 0, 0, 0)
-        return runner.close(timeout)
-
-    def __enter__(self) -> CustomerIO:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _close_at_exit(ref: weakref.ref[CustomerIO]) -> None:
-    client = ref()
-    if client is not None and not client.closed:
-        client.close()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -22,6 +22,7 @@ import anyio.from_thread
 import pytest
 
 from cio_async import AsyncCustomerIO, BatchPolicy, CustomerIO, RetryPolicy
+from cio_async.pipelines import AsyncPipelines, Pipelines
 from cio_async.testing import StandIn
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.001, max_delay=0.01, jitter=0.0)
@@ -114,10 +115,48 @@ def test_async_client_started_in_parent_works_in_a_multiprocessing_fork_child(
     _finish_parent(threaded_server, loop, client, ids)
 
 
+def test_async_pipelines_started_in_parent_works_in_an_os_fork_child(
+    threaded_server: StandIn,
+) -> None:
+    loop = asyncio.new_event_loop()
+    cdp = AsyncPipelines(**threaded_server.pipelines_kwargs(), batch=HELD, retry=FAST)
+
+    async def start() -> list[str]:
+        await cdp.start()
+        return [await cdp.track("p", "parent") for _ in range(10)]
+
+    ids = loop.run_until_complete(start())
+
+    async def child_work() -> bool:
+        for i in range(5):
+            await cdp.track("c", "child", {"i": i})
+        result = await cdp.aclose()
+        return result.complete and result.delivered == 5
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through its exit status
+        try:
+            ok = asyncio.run(child_work())
+        except BaseException:
+            os._exit(2)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        result = loop.run_until_complete(cdp.aclose())
+    finally:
+        loop.close()
+    assert result.delivered == 10
+    events = sorted(c.body["event"] for c in threaded_server.pipelines.calls)
+    assert events == ["child"] * 5 + ["parent"] * 10, "the parent's queue was sent once"
+    parent = {c.message_id for c in threaded_server.pipelines.calls if c.body["event"] == "parent"}
+    assert parent == set(ids)
+
+
 # -- 15. the blocking client in multiprocessing children --------------------------------
 
 
-def _track_500(cio: CustomerIO) -> None:
+def _track_500(cio: CustomerIO | Pipelines) -> None:
     for i in range(500):
         cio.track("m", "mp", {"i": i})
     # Returning ends the child through multiprocessing's os._exit: no atexit.
@@ -133,6 +172,20 @@ def test_a_multiprocessing_child_delivers_everything_it_tracked(threaded_server:
         assert len(threaded_server.events("mp")) == 500
     finally:
         cio.close()
+
+
+def _exitcode_of_child(target: Callable[..., None], *args: object) -> int | None:
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+    proc.start()
+    proc.join(60)
+    return proc.exitcode
+
+
+def test_a_multiprocessing_child_delivers_every_pipelines_call(threaded_server: StandIn) -> None:
+    # The child above, through the Pipelines facade: the same exit hook flushes it.
+    with Pipelines(**threaded_server.pipelines_kwargs(), batch=HELD) as cdp:
+        assert _exitcode_of_child(_track_500, cdp) == 0
+        assert len(threaded_server.pipelines.find(event="mp")) == 500
 
 
 def _make_and_track(server_kwargs: dict[str, object]) -> None:

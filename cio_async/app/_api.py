@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from async_lru import alru_cache
@@ -38,6 +38,9 @@ _ID_TYPES: Final = ("id", "email", "cio_id")
 
 #: ``client.spawn``: run a coroutine as a task the client owns.
 Spawn = Callable[..., "asyncio.Task[Any]"]
+#: How the owning client learns what it must call: once, at construction, with the
+#: listener for people it changes and the coroutine function it awaits at close.
+Attach = Callable[[Callable[[Person], None], Callable[[], Awaitable[None]]], None]
 
 
 def _limiter(
@@ -75,6 +78,7 @@ class AppAPI:
         config: AppConfig,
         spawn: Spawn,
         rate_budget: RateBudget | None = None,
+        attach: Attach | None = None,
     ) -> None:
         self._t = transport
         self._config = config
@@ -93,6 +97,8 @@ class AppAPI:
             cache = alru_cache(maxsize=config.cache_maxsize, ttl=config.cache_ttl)
             self._attributes_cache = cache(self._fetch_attributes)
             self._segments_cache = cache(self._fetch_segments)
+        if attach is not None:
+            attach(self._person_changed, self._aclose)
 
     @property
     def config(self) -> AppConfig:
@@ -136,7 +142,8 @@ class AppAPI:
         return self._config.retry_unsafe if retry_unsafe is None else bool(retry_unsafe)
 
     async def _aclose(self) -> None:
-        """Cancel in-flight cached lookups and drop the cache (``client.aclose()``)."""
+        """Cancel in-flight cached lookups and drop the cache: handed to the client
+        (``attach``), which awaits it in ``aclose()``."""
         self._closed = True
         for cache in (self._attributes_cache, self._segments_cache):
             if cache is not None:
@@ -176,8 +183,8 @@ class AppAPI:
                 self._aliases.setdefault(_alias(kind, str(value)), set()).add(key)
 
     def _person_changed(self, person: Person) -> None:
-        """A person-change listener (``client._person_listeners``): forget every cached
-        lookup of ``person``."""
+        """The person-change listener handed to the client (``attach``): forget every
+        cached lookup of ``person``."""
         if self._attributes_cache is None:
             return
         keys: set[tuple[str, str]] = {(person.kind, person.value)}

@@ -10,31 +10,24 @@ the bad call is isolated, and settled exactly once (delivered, failed to
 from __future__ import annotations
 
 import asyncio
-import enum
-import logging
 import os
-import warnings
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 import aiohttp
 
 from .._config import BatchPolicy, ClientConfig, PoolConfig, RetryPolicy
+from .._core import ClientCore
 from .._dropped import DROPPED
-from .._errors import ClientClosedError, ConfigurationError
+from .._errors import ConfigurationError
 from .._model import Operation
 from .._stats import Hooks, Recorder, Stats
-from .._tasks import TaskSet
-from ..delivery import ADMITTED_YIELD, DECLINED, FlushResult, QueueBackend, Sender
+from ..delivery import ADMITTED_YIELD, DECLINED, QueueBackend
 from ..http._transport import Transport
 from ._encode import Encoder, PipelinesCall, track_encoder
 from ._endpoint import PipelinesConfig, PipelinesEndpoint, warn_region_mismatch
 
 __all__ = ["AsyncPipelines"]
-
-log = logging.getLogger("cio_async")
-T = TypeVar("T")
 
 #: ``on_error(exc, call)``: ``call`` is None for a failed background task.
 OnCallError = Callable[[BaseException, "PipelinesCall | None"], Any]
@@ -42,14 +35,7 @@ OnCallError = Callable[[BaseException, "PipelinesCall | None"], Any]
 OnCallDrop = Callable[[PipelinesCall, str], Any]
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class AsyncPipelines:
+class AsyncPipelines(ClientCore):
     """The asyncio client for Customer.io's Data Pipelines API (``cdp.customer.io/v1``).
 
     The Segment-style calls (``identify``, ``track``, ``page``, ``screen``,
@@ -76,7 +62,8 @@ class AsyncPipelines:
     Use ``async with AsyncPipelines(key) as cdp:`` or ``await cdp.aclose()``.
     """
 
-    _state: _State = _State.CLOSED  # keeps __del__ quiet if __init__ raised
+    _unit: ClassVar[str] = "call"
+    _config: PipelinesConfig
 
     def __init__(
         self,
@@ -124,12 +111,18 @@ class AsyncPipelines:
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         warn_region_mismatch(config)
         self._config = config
-        self._user_on_error = on_error
-        self._user_on_drop = on_drop
-        self._rec = Recorder(hooks, config.slow_call_threshold)
+        self._session_arg = session
+        self._queue_arg = queue
         self._encoder = Encoder(config.context, config.integrations)
         #: The common track call, encoded in one frame (see ``track_encoder``).
         self._fast_track = track_encoder(self._encoder)
+        self._open(Recorder(hooks, config.slow_call_threshold), on_error, on_drop)
+
+    def _wire(self, recorder: Recorder) -> None:
+        """Build the transport and sender: at construction, and again in a forked
+        child, where the parent's are bound to a loop that does not run."""
+        config = self._config
+        self._rec = recorder
         self._transport = Transport(
             ClientConfig(
                 pool=config.pool,
@@ -138,7 +131,7 @@ class AsyncPipelines:
                 user_agent=config.user_agent,
                 slow_call_threshold=config.slow_call_threshold,
             ),
-            session,
+            self._session_arg,
             on_request=self._rec.request_end,
             on_retry=self._rec.retry,
             on_start=self._rec.request_start if self._rec.hooks else None,
@@ -146,20 +139,12 @@ class AsyncPipelines:
         )
         # The same delivery core as the Track client: only the encoder (here) and the
         # endpoint (the wire format) differ.
-        self._delivery = Sender(
+        self._wire_sender(
             PipelinesEndpoint(config, self._transport),
             config.batch,
-            self._rec,
-            on_failure=self._call_failed,
-            on_drop=self._call_dropped,
-            backend=queue,
-            pool_size=config.pool.max_connections,
+            self._queue_arg,
+            config.pool.max_connections,
         )
-        #: The one admission path: ``offer`` of ready bytes to the accumulator.
-        self._offer = self._delivery.accumulator.offer
-        self._tasks = TaskSet(self._task_failed)
-        self._closing: asyncio.Future[FlushResult] | None = None
-        self._state = _State.NEW
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncPipelines:
@@ -179,11 +164,6 @@ class AsyncPipelines:
         return self._config
 
     @property
-    def closed(self) -> bool:
-        """True once ``aclose()`` has begun."""
-        return self._state in (_State.CLOSING, _State.CLOSED)
-
-    @property
     def context(self) -> dict[str, Any]:
         """The default context every call carries (with ``library``)."""
         return self._encoder.context
@@ -196,163 +176,22 @@ class AsyncPipelines:
 
     def stats(self) -> Stats:
         """A typed snapshot of counters, queue depth and latency."""
-        return self._rec.snapshot(
-            admitted=self._delivery.admitted,
-            queue_depth=self._delivery.queue_depth,
-            queue_bytes=self._delivery.queue_bytes,
-            in_flight_batches=self._delivery.in_flight,
-            concurrency_limit=self._delivery.concurrency.limit,
-            in_flight_requests=self._transport.in_flight,
-            connections_opened=self._transport.connections_opened,
-            dedup_entries=0,
-            background_errors=self._rec.background_errors,
-        )
+        return self._snapshot()
 
     # -- callbacks ---------------------------------------------------------------------
 
-    def _call_user(self, fn: Any, *args: Any) -> None:
-        try:
-            result = fn(*args)
-            if asyncio.iscoroutine(result):
-                _task = self._tasks.spawn(result, "cio_async-callback")
-        except Exception:
-            log.exception("cio_async callback %r raised; ignored", fn)
-
     # The sender reports queued payloads as (lazily decoded) Operations; the payload
     # is the call's, so the callbacks get it as a PipelinesCall.
-
-    def _call_failed(self, exc: BaseException, op: Operation | None) -> None:
-        if self._user_on_error is not None:
-            call = None if op is None else PipelinesCall.from_payload(op.payload)
-            self._call_user(self._user_on_error, exc, call)
-
-    def _call_dropped(self, op: Operation, reason: str) -> None:
-        if self._user_on_drop is not None:
-            self._call_user(self._user_on_drop, PipelinesCall.from_payload(op.payload), reason)
-
-    def _task_failed(self, exc: BaseException, name: str) -> None:
-        self._rec.background_errors += 1
-        log.error("cio_async background task %s failed: %r", name, exc, exc_info=exc)
-        if self._user_on_error is not None:
-            self._call_user(self._user_on_error, exc, None)
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        state = self._state
-        if state is _State.RUNNING:
-            return
-        if state is _State.NEW:
-            self._state = _State.RUNNING
-            return
-        raise ClientClosedError("the client is closed; create a new AsyncPipelines")
-
-    async def start(self) -> None:
-        """Bind to the running loop and start the sender (done lazily otherwise)."""
-        self._check_open()
-        self._delivery.start()
-
-    async def __aenter__(self) -> AsyncPipelines:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def flush(self, timeout: float | None = None) -> FlushResult:
-        """Send everything queued so far; wait until each call was delivered or
-        failed, or ``timeout`` seconds passed. Returns what happened."""
-        return await self._delivery.flush(timeout)
-
-    async def aclose(self, timeout: float | None = None) -> FlushResult:
-        """Stop accepting calls, flush with a deadline (default
-        ``config.batch.shutdown_timeout``), hand what is still undelivered to
-        ``on_drop`` (``shutdown``), and close everything the client owns. Idempotent."""
-        if self._closing is None:
-            self._state = _State.CLOSING
-            self._delivery.stop_admission()
-            deadline = self._config.batch.shutdown_timeout if timeout is None else timeout
-            self._closing = asyncio.ensure_future(self._shutdown(deadline))
-        return await asyncio.shield(self._closing)
-
-    async def _shutdown(self, timeout: float) -> FlushResult:
-        try:
-            result = await self._delivery.close(timeout)
-            await self._tasks.cancel_all()
-        finally:
-            try:
-                await self._transport.aclose()
-            finally:
-                self._state = _State.CLOSED
-        if result.dropped:
-            log.warning("cio_async closed with %d call(s) undelivered", result.dropped)
-        return result
-
-    def spawn(
-        self, coro: Coroutine[Any, Any, T], *, name: str = "cio_async-task"
-    ) -> asyncio.Task[T]:
-        """Run ``coro`` in the background, owned (and cancelled on close) by the client."""
-        try:
-            self._check_open()
-        except ClientClosedError:
-            coro.close()
-            raise
-        return self._tasks.spawn(coro, name)
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._state is _State.CLOSED:
-            return
-        pipeline = getattr(self, "_delivery", None)
-        transport = getattr(self, "_transport", None)
-        started = (transport is not None and transport.started and not transport.closed) or (
-            pipeline is not None and pipeline.started
-        )
-        if started:
-            _warn(
-                f"unclosed {self!r}: call 'await client.aclose()' or use 'async with'",
-                ResourceWarning,
-                source=self,
-                stacklevel=2,
-            )
+    def _for_user(self, op: Operation) -> PipelinesCall:
+        return PipelinesCall.from_payload(op.payload)
 
     # -- admission ---------------------------------------------------------------------
 
-    async def _enqueue(self, call: PipelinesCall, wait: bool) -> str:
-        return await self._enqueue_bytes(call.payload, call.message_id, wait)
+    async def _queue_call(self, call: PipelinesCall, wait: bool) -> str:
+        return call.message_id if await self._enqueue(call.payload, wait) else DROPPED
 
-    async def _enqueue_bytes(self, payload: bytes, message_id: str, wait: bool) -> str:
-        if not wait:
-            admitted = self._offer(payload)
-            if admitted != DECLINED:
-                if admitted == ADMITTED_YIELD:
-                    await asyncio.sleep(0)  # once per batch: let the sender run
-                return message_id
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        fut = await self._delivery.admit(payload, wait)
-        if fut is False:
-            return DROPPED  # drop_newest: the queue was full
-        if fut is not None:
-            # Shielded: cancelling this caller does not cancel the delivery.
-            await asyncio.shield(fut)
-        return message_id
-
-    def _enqueue_nowait(self, call: PipelinesCall) -> str:
-        return self._enqueue_bytes_nowait(call.payload, call.message_id)
-
-    def _enqueue_bytes_nowait(self, payload: bytes, message_id: str) -> str:
-        if self._offer(payload) != DECLINED:
-            return message_id
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        if not self._delivery.admit_nowait(payload):
-            return DROPPED  # drop_newest on the loop thread: the queue was full
-        return message_id
+    def _queue_call_nowait(self, call: PipelinesCall) -> str:
+        return call.message_id if self._enqueue_nowait(call.payload) else DROPPED
 
     def _build(
         self,
@@ -401,7 +240,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def identify_nowait(
         self,
@@ -425,7 +264,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def track(
         self,
@@ -451,11 +290,12 @@ class AsyncPipelines:
         ):
             fast = self._fast_track(user_id, event, properties)
             if fast is not None:
-                # _enqueue_bytes' common case, inlined: the hottest call saves a frame.
+                # _enqueue's common case, inlined: the hottest call saves a frame.
                 payload, mid = fast
                 admitted = self._offer(payload)
                 if admitted == DECLINED:
-                    return await self._enqueue_bytes(payload, mid, False)
+                    ok = await self._enqueue(payload, False, offered=True)
+                    return mid if ok else DROPPED
                 if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)  # once per batch: let the sender run
                 return mid
@@ -469,7 +309,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def track_nowait(
         self,
@@ -495,7 +335,8 @@ class AsyncPipelines:
         ):
             fast = self._fast_track(user_id, event, properties)
             if fast is not None:
-                return self._enqueue_bytes_nowait(*fast)
+                payload, mid = fast
+                return mid if self._enqueue_nowait(payload) else DROPPED
         call = self._build(
             "track",
             {"event": event, "properties": properties},
@@ -506,7 +347,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def page(
         self,
@@ -533,7 +374,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def page_nowait(
         self,
@@ -559,7 +400,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def screen(
         self,
@@ -586,7 +427,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def screen_nowait(
         self,
@@ -612,7 +453,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def group(
         self,
@@ -638,7 +479,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def group_nowait(
         self,
@@ -663,7 +504,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def alias(
         self,
@@ -687,7 +528,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return await self._enqueue(call, wait)
+        return await self._queue_call(call, wait)
 
     def alias_nowait(
         self,
@@ -710,7 +551,7 @@ class AsyncPipelines:
             timestamp,
             message_id,
         )
-        return self._enqueue_nowait(call)
+        return self._queue_call_nowait(call)
 
     async def batch(self, calls: Iterable[Mapping[str, Any]], *, wait: bool = False) -> list[str]:
         """Queue Segment-style call dicts (``{"type": "track", "userId": ...,
@@ -722,23 +563,17 @@ class AsyncPipelines:
         encoded = self._encoder.batch(calls)
         if not wait:
             for call in encoded:
-                await self._enqueue(call, False)
+                await self._queue_call(call, False)
             return [c.message_id for c in encoded]
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        futures = []
         last = len(encoded) - 1
-        for n, call in enumerate(encoded):
-            fut = await self._delivery.admit(call.payload, True, urgent=n == last)
-            assert isinstance(fut, asyncio.Future)  # with wait, a drop settles the future
-            futures.append(fut)
+        futures = [await self._submit(c.payload, n == last) for n, c in enumerate(encoded)]
         await asyncio.shield(asyncio.gather(*futures))
         return [c.message_id for c in encoded]
 
     def batch_nowait(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
         """``batch`` without awaiting (see ``track_nowait``)."""
         encoded = self._encoder.batch(calls)
-        return [self._enqueue_nowait(c) for c in encoded]
+        return [self._queue_call_nowait(c) for c in encoded]
 
     async def submit(
         self, call: Mapping[str, Any] | PipelinesCall, *, urgent: bool = True
@@ -748,11 +583,7 @@ class AsyncPipelines:
         the current batch at once; ``urgent=False`` lets it wait for a full batch or
         the linger. Cancelling the future does not cancel delivery."""
         encoded = call if isinstance(call, PipelinesCall) else self._encoder.raw(call)
-        if self._state is not _State.RUNNING:
-            self._check_open()
-        fut = await self._delivery.admit(encoded.payload, True, urgent)
-        assert isinstance(fut, asyncio.Future)  # with wait, a drop settles the future
-        return fut
+        return await self._submit(encoded.payload, urgent)
 
     def build(self, call: Mapping[str, Any]) -> PipelinesCall:
         """Validate and encode a Segment-style call dict without queueing it."""

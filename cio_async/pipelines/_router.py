@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ConfigurationError
-from .._stats import Stats
-from ..delivery import FlushResult
+from .._workspaces import Workspaces
 from ._client import AsyncPipelines
 
 __all__ = ["PipelinesRouter"]
@@ -17,7 +15,7 @@ __all__ = ["PipelinesRouter"]
 CallResolver = Callable[["str | None", "str | None"], str]
 
 
-class PipelinesRouter:
+class PipelinesRouter(Workspaces[AsyncPipelines]):
     """Holds one ``AsyncPipelines`` per workspace (a write key each, possibly in
     different regions) and sends each call to one of them, as ``WorkspaceRouter``
     does for Track: the explicit ``workspace=`` of a call, else
@@ -40,20 +38,8 @@ class PipelinesRouter:
         resolver: CallResolver | None = None,
         default: str | None = None,
     ) -> None:
-        if not clients:
-            raise ConfigurationError("PipelinesRouter needs at least one client")
-        if default is not None and default not in clients:
-            raise ConfigurationError(f"default workspace {default!r} is not among the clients")
-        if resolver is None and default is None and len(clients) > 1:
-            raise ConfigurationError("give a resolver or a default workspace")
-        self._clients = dict(clients)
+        super().__init__(clients, has_resolver=resolver is not None, default=default)
         self._resolver = resolver
-        self._default = default if default is not None else next(iter(clients))
-
-    @property
-    def workspaces(self) -> Mapping[str, AsyncPipelines]:
-        """The clients by workspace name."""
-        return dict(self._clients)
 
     def client_for(
         self,
@@ -74,41 +60,6 @@ class PipelinesRouter:
             return self._clients[workspace]
         except KeyError:
             raise ConfigurationError(f"unknown workspace {workspace!r}") from None
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start every client."""
-        for client in self._clients.values():
-            await client.start()
-
-    async def __aenter__(self) -> PipelinesRouter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def flush(self, timeout: float | None = None) -> dict[str, FlushResult]:
-        """Flush every workspace concurrently."""
-        names = list(self._clients)
-        results = await asyncio.gather(*(self._clients[n].flush(timeout) for n in names))
-        return dict(zip(names, results, strict=True))
-
-    async def aclose(self, timeout: float | None = None) -> dict[str, FlushResult]:
-        """Close every client concurrently (each flushes with the deadline)."""
-        names = list(self._clients)
-        results = await asyncio.gather(
-            *(self._clients[n].aclose(timeout) for n in names), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-        return {n: r for n, r in zip(names, results, strict=True) if isinstance(r, FlushResult)}
-
-    def stats(self) -> dict[str, Stats]:
-        """Each workspace's stats snapshot."""
-        return {name: c.stats() for name, c in self._clients.items()}
 
     # -- routed calls (same arguments as AsyncPipelines, plus ``workspace=``) ----------
 

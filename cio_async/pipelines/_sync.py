@@ -3,29 +3,23 @@
 The same runner as ``CustomerIO`` (a private event loop thread behind an anyio
 blocking portal): calls validate and encode on the caller's thread and hand the bytes
 to the loop thread without waiting, unless ``wait=True``. Fork-safe (a child starts
-its own loop and never re-sends the parent's queue); flushed at interpreter exit.
+its own loop and never re-sends the parent's queue); flushed at interpreter exit and
+when a multiprocessing child exits.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import os
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._errors import ClientClosedError
-from .._stats import Stats
-from .._sync import _Runner
-from ..delivery import FlushResult
+from .._loop_thread import LoopThreadFacade
 from ._client import AsyncPipelines
 
 __all__ = ["Pipelines"]
 
 
-class Pipelines:
+class Pipelines(LoopThreadFacade[AsyncPipelines]):
     """The blocking Pipelines client: same arguments as ``AsyncPipelines``.
 
     ::
@@ -42,32 +36,13 @@ class Pipelines:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._args = args
         self._kwargs = kwargs
-        self._lock = threading.Lock()
-        self._closed = False
-        self._current: _Runner[AsyncPipelines] | None = None
-        self._runner()
-        atexit.register(_close_at_exit, weakref.ref(self))
+        super().__init__()
 
-    def _runner(self) -> _Runner[AsyncPipelines]:
-        runner = self._current
-        if runner is not None and runner.pid == os.getpid():
-            return runner
-        with self._lock:
-            if self._closed:
-                raise ClientClosedError("the client is closed; create a new Pipelines")
-            runner = self._current
-            if runner is None or runner.pid != os.getpid():
-                # First use, or first use in a forked child: start afresh (the
-                # parent's queue is the parent's to deliver).
-                self._current = runner = _Runner(
-                    lambda: AsyncPipelines(*self._args, **self._kwargs)
-                )
-            return runner
+    def _prepare(self) -> None:
+        self._runner()  # the loop thread and client now: bad arguments fail here
 
-    @property
-    def client(self) -> AsyncPipelines:
-        """The underlying ``AsyncPipelines`` (lives on the loop thread)."""
-        return self._runner().client
+    def _make_client(self) -> AsyncPipelines:
+        return AsyncPipelines(*self._args, **self._kwargs)
 
     def _send(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
         runner = self._runner()
@@ -121,44 +96,3 @@ class Pipelines:
         """Queue Segment-style call dicts; returns their ``messageId``s."""
         result: list[str] = self._send("batch", (list(calls),), {"wait": wait})
         return result
-
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Deliver everything queued so far (or until ``timeout``)."""
-        runner = self._runner()
-        result: FlushResult = runner.portal.call(runner.client.flush, timeout)
-        return result
-
-    def stats(self) -> Stats:
-        """The client's stats snapshot."""
-        runner = self._runner()
-        result: Stats = runner.portal.call(runner.client.stats)
-        return result
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` was called."""
-        return self._closed
-
-    def close(self, timeout: float | None = None) -> FlushResult:
-        """Flush (within ``timeout``), close the client and stop the loop thread.
-        Idempotent."""
-        with self._lock:
-            if self._closed:
-                return FlushResult(0, 0, 0, 0)
-            self._closed = True
-            runner, self._current = self._current, None
-        if runner is None or runner.pid != os.getpid():
-            return FlushResult(0, 0, 0, 0)
-        return runner.close(timeout)
-
-    def __enter__(self) -> Pipelines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _close_at_exit(ref: weakref.ref[Pipelines]) -> None:
-    client = ref()
-    if client is not None and not client.closed:
-        client.close()
