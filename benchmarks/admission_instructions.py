@@ -76,8 +76,11 @@ def _count(mode: str, calls: int, path: str | None) -> int:
         raise SystemExit("valgrind is not installed")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (path, ROOT) if p)
+    env["PYTHONHASHSEED"] = "0"  # dict layouts, and so the count, repeat run to run
     cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
-    cmd += ["-m", "benchmarks.admission_instructions", "--child", mode, str(calls)]
+    # -P: no current directory first on sys.path, so a baseline on PYTHONPATH is the
+    # cio_async imported (with -m the cwd would shadow it).
+    cmd += ["-P", "-m", "benchmarks.admission_instructions", "--child", mode, str(calls)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     found = re.search(r"Collected : (\d+)", out.stderr)
     if out.returncode or not found:

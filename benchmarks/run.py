@@ -678,9 +678,18 @@ class Harness:
     def _callgrind(self, valgrind: str, spec: dict[str, Any]) -> tuple[int | None, str | None]:
         cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         cmd += [sys.executable, "-m", "benchmarks.worker"]
+        # A fixed hash seed: dict and set layouts (and so the instruction count) then
+        # repeat from run to run.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
         try:
             out = subprocess.run(
-                cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=1800, cwd=ROOT
+                cmd,
+                input=json.dumps(spec),
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                cwd=ROOT,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             return None, "valgrind run timed out"

@@ -559,6 +559,14 @@ class AsyncCustomerIO(ClientCore):
             return DROPPED
         return event_id
 
+    def _encoded_nowait(self, admitted: tuple[str] | tuple[str, bytes]) -> str:
+        """The rest of a ``*_nowait`` the encoder did not finish: ``(id,)`` was admitted
+        (no yield without an await); ``(id, payload)`` was declined by the fast path
+        and is admitted the general way."""
+        if len(admitted) == 2 and not self._enqueue_nowait(admitted[1], offered=True):
+            return DROPPED
+        return admitted[0]
+
     def _event_nowait(
         self,
         action: str,
@@ -570,15 +578,10 @@ class AsyncCustomerIO(ClientCore):
     ) -> str:
         if id is None and timestamp is None:
             admitted = self._fast[action](person, name, data)
+            if type(admitted) is str:
+                return admitted
             if admitted is not None:
-                if type(admitted) is str:
-                    return admitted
-                if len(admitted) == 2 and not self._enqueue_nowait(
-                    admitted[1],  # type: ignore[arg-type]
-                    offered=True,
-                ):
-                    return DROPPED
-                return admitted[0]
+                return self._encoded_nowait(admitted)  # type: ignore[arg-type]
         if not self._has_track:
             self._check_track()
         payload, event_id = encode_event(person, action, name, data, id, timestamp)
@@ -630,6 +633,13 @@ class AsyncCustomerIO(ClientCore):
         event is dropped with reason ``queue_full`` and reported to ``on_drop``).
         Under ``drop_newest`` a drop on the loop thread returns ``DROPPED`` rather
         than the event id (from another thread the loop decides later: ``on_drop``)."""
+        if id is None and timestamp is None:
+            # The encoder attempt of ``_event_nowait``, inlined as in ``track``.
+            admitted = self._fast_event(person, name, data)
+            if type(admitted) is str:
+                return admitted
+            if admitted is not None:
+                return self._encoded_nowait(admitted)  # type: ignore[arg-type]
         return self._event_nowait("event", person, name, data, id, timestamp)
 
     async def page(

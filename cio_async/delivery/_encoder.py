@@ -36,6 +36,7 @@ from orjson import dumps
 
 from .._encode import (
     _OPTS,
+    _PAIRS,
     _refill,
     _suffixes,
     json_default,
@@ -154,6 +155,19 @@ def _ident(person: str) -> bytes:
     return piece
 
 
+def _slow_clock(ms: int) -> tuple[str, bytes, bytes, int]:
+    """For the millisecond ``ms``: the ULID's first eight characters, the timestamp
+    pieces, and the ``time_ns()`` at which the next of them changes."""
+    secs = ms // 1000
+    next_change = min((secs + 1) * 1000, ((ms >> 10) + 1) << 10) * 1_000_000
+    return (
+        ulid_time_prefix(ms)[:8],
+        b'","timestamp":%d,"attributes":' % secs,
+        b'","timestamp":%d}' % secs,
+        next_change,
+    )
+
+
 def no_fast_path(person: object, name: object, data: object) -> None:
     """The encoder where there is none (no track credentials): always the general path."""
     return None
@@ -169,9 +183,9 @@ def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
     time_ns = time.time_ns
     pop = _suffixes.pop  # list.pop is atomic: no two callers share a suffix
     refill = _refill
-    next_ms = 0  # time_ns() from which the cached prefix is stale
-    last_s = -1
-    prefix = ""
+    pairs = _PAIRS
+    next_ms = next_slow = 0  # time_ns() values from which the cached pieces are stale
+    prefix = high = ""
     ts_attrs = ts_end = b""
 
     def headed_of(person: str) -> bytes:
@@ -191,19 +205,21 @@ def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
         person: object, name: object, data: object
     ) -> str | tuple[str] | tuple[str, bytes] | None:
         # Every line here runs on every call: see the module docstring before adding one.
-        nonlocal next_ms, last_s, prefix, ts_attrs, ts_end
+        nonlocal next_ms, next_slow, high, prefix, ts_attrs, ts_end
+        # The caches hold str keys only, so a hit is a valid str (or one equal to it);
+        # anything else misses and is checked on the way in. Event names repeat (a
+        # subscript, its rare miss a KeyError); people may not (``get``).
         try:
-            # The caches hold str keys only, so a hit is a valid str (or one equal to
-            # it); anything else misses and is checked below. Unhashable: TypeError.
             pre = headed.get(person)  # type: ignore[call-overload]
-            name_part = names.get(name)  # type: ignore[call-overload]
         except TypeError:
-            return None
+            return None  # unhashable: the general path names it
         if pre is None:
             if type(person) is not str:
                 return None
             pre = headed_of(person)
-        if name_part is None:
+        try:
+            name_part = names[name]  # type: ignore[index]
+        except (KeyError, TypeError):
             name_part = name_part_of(name)
         if data:
             if type(data) is not dict:
@@ -222,13 +238,14 @@ def event_encoder(action: str, offer: Callable[[bytes], int]) -> EncodeAdmit:
             encoded = None
         now = time_ns()
         if now >= next_ms:
+            # Once per millisecond: the id's last two time characters. The first
+            # eight change every 1,024 ms and the timestamp every second: both only
+            # when ``next_slow`` passes.
             ms = now // 1_000_000
             next_ms = (ms + 1) * 1_000_000
-            prefix = ulid_time_prefix(ms)  # once per millisecond
-            if ms // 1000 != last_s:
-                last_s = ms // 1000
-                ts_attrs = b'","timestamp":%d,"attributes":' % last_s
-                ts_end = b'","timestamp":%d}' % last_s
+            if now >= next_slow:
+                high, ts_attrs, ts_end, next_slow = _slow_clock(ms)
+            prefix = high + pairs[ms & 1023]
         try:
             eid = prefix + pop()
         except IndexError:
