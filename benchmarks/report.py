@@ -500,13 +500,17 @@ def pipelines_targets(doc: dict[str, Any]) -> list[tuple[str, str, str, bool | N
     cio, loop = stream.get(_PIPELINES_CIO), stream.get("pipelines_loop")
     cdp, cio_b = burst.get("cdp_defaults"), burst.get(_PIPELINES_CIO)
     src = "issue 14"
-    if cio and cdp and not _why(cio) and not _why(cdp):
-        t_c, t_d = _med(cio, "events_per_s"), _med(cdp, "events_per_s")
+    # Stream against stream when the official library ran in the stream too (older
+    # results: its burst, which it also spends at full speed).
+    cdp_s = stream.get("cdp_defaults") or cdp
+    if cio and cdp_s and not _why(cio) and not _why(cdp_s):
+        t_c, t_d = _med(cio, "events_per_s"), _med(cdp_s, "events_per_s")
         if t_c and t_d:
+            kind = "stream" if cdp_s is not cdp else "stream vs its burst"
             out.append(
                 (
                     f"Pipelines throughput ≥ 50{TIMES} customerio-cdp-analytics (defaults)",
-                    f"{t_c:,.0f} vs {t_d:,.0f} events/s = {t_c / t_d:.0f}{TIMES}",
+                    f"{t_c:,.0f} vs {t_d:,.0f} events/s ({kind}) = {t_c / t_d:.0f}{TIMES}",
                     src,
                     t_c / t_d >= 50,
                 )

@@ -428,6 +428,19 @@ class Harness:
                     self._pipelines_extract,
                     variant="stream",
                 )
+            if "cdp_defaults" in self.pipelines_peers:
+                # The official library in the same stream, for a budget: it drops what
+                # its queue cannot hold and is credited only with what it delivered.
+                self.repeat(
+                    "pipelines",
+                    ["cdp_defaults"],
+                    s,
+                    {"events": z["pipelines_events"], "budget": z["peer_budget"]},
+                    z["peer_repeats"],
+                    z["peer_budget"] + 120,
+                    self._pipelines_extract,
+                    variant="stream",
+                )
             burst = [
                 p
                 for p in self.pipelines_peers

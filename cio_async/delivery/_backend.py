@@ -153,8 +153,12 @@ class MemoryBackend:
                 k += 1
             out = out[:k]
             n = k
-        items[h : h + n] = [b""] * n  # drop our references to the taken payloads
-        self._advance(n)
+        if h + n == len(items):
+            items.clear()  # took everything (the common case): start the list afresh
+            self._head = 0
+        else:
+            items[h : h + n] = [b""] * n  # drop our references to the taken payloads
+            self._advance(n)
         return Batch(out, size)
 
     def ack(self, ids: Sequence[Any]) -> None:
