@@ -126,6 +126,27 @@ def test_adaptive_concurrency_grows_while_fast_and_backs_off_on_congestion() -> 
     assert fixed.limit == 8
 
 
+def test_adaptive_concurrency_starts_in_slow_start_and_leaves_it_on_congestion() -> None:
+    c = Concurrency(initial=4, maximum=64)
+    for _ in range(4):  # one round trip's worth of answers at the initial limit
+        c.succeeded(0.05, in_flight=c.limit)
+    assert c.limit == 8  # doubled in a round trip (AIMD alone: 5)
+    for _ in range(8):
+        c.succeeded(0.05, in_flight=c.limit)
+    assert c.limit == 16
+    c.congested()
+    assert c.limit == 8
+    for _ in range(8):  # after congestion: about one more per round trip
+        c.succeeded(0.05, in_flight=c.limit)
+    assert c.limit == 8 or c.limit == 9
+    slow = Concurrency(initial=4, maximum=64)
+    slow.succeeded(0.05, in_flight=4)
+    slow.succeeded(0.5, in_flight=5)  # rising latency ends slow start too
+    for _ in range(20):
+        slow.succeeded(0.05, in_flight=slow.limit)
+    assert slow.limit < 10
+
+
 async def test_default_concurrency_adapts_and_stats_show_the_limit(
     make_client: ClientFactory, server: StandIn
 ) -> None:

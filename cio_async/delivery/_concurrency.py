@@ -6,6 +6,11 @@ trips stay near the fastest seen, it grows by one per limit's worth of successes
 (about one per round trip); a 429, a 5xx, a network error or a timeout halves it, and
 a round trip well above the baseline shrinks it a little. It stays within
 ``[1, maximum]`` (the connection pool, or ``BatchPolicy.max_in_flight``).
+
+It starts as TCP does, in slow start: until the first sign of congestion or rising
+latency, every success while the limit is in use adds one (the limit doubles each
+round trip), so a burst after start-up, or a long round trip, reaches the pool within
+a few round trips rather than one step per round trip from the initial limit.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ _BASELINE_DRIFT = 0.01
 class Concurrency:
     """The limit on batches in flight (``limit``, read by the sender each time)."""
 
-    __slots__ = ("_baseline", "_max", "_value", "adaptive", "limit")
+    __slots__ = ("_baseline", "_max", "_slow_start", "_value", "adaptive", "limit")
 
     def __init__(self, initial: int, maximum: int, adaptive: bool = True) -> None:
         self._max = max(1, maximum)
         self._value = float(min(max(1, initial), self._max))
         self.adaptive = adaptive
+        self._slow_start = adaptive
         self._baseline = 0.0
         #: The current limit (a whole number of batches).
         self.limit = int(self._value)
@@ -47,16 +53,19 @@ class Concurrency:
         else:
             self._baseline = base + (rtt - base) * _BASELINE_DRIFT
         if rtt > base * _SLOW + _SLACK:
+            self._slow_start = False
             self._value = max(1.0, self._value * 0.9)
         elif in_flight >= self.limit:
             # Grow only when the limit is what holds the sender back.
-            self._value = min(float(self._max), self._value + 1.0 / self._value)
+            step = 1.0 if self._slow_start else 1.0 / self._value
+            self._value = min(float(self._max), self._value + step)
         self.limit = int(self._value)
 
     def congested(self) -> None:
         """A 429, 5xx, network error or timeout: back off multiplicatively."""
         if not self.adaptive:
             return
+        self._slow_start = False
         self._value = max(1.0, self._value / 2)
         self.limit = int(self._value)
 
