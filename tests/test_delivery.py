@@ -114,8 +114,15 @@ def test_adaptive_concurrency_grows_while_fast_and_backs_off_on_congestion() -> 
     c.congested()  # a 429, 5xx, network error or timeout
     assert c.limit == 12
     before = c.limit
-    c.succeeded(0.5, in_flight=c.limit)  # ten times the baseline: rising latency
+    for _ in range(8):  # a window of answers at ten times the baseline: rising latency
+        c.succeeded(0.5, in_flight=c.limit)
     assert c.limit < before
+    warm = Concurrency(initial=4, maximum=25)
+    for i in range(12):
+        # Every third answer opened a new connection (handshakes: three round trips):
+        # the pool growing, not the server slowing.
+        warm.succeeded(0.15 if i % 3 else 0.45, in_flight=warm.limit)
+    assert warm.limit == 16  # still in slow start: 4 + 12
     idle = Concurrency(initial=4, maximum=25)
     for _ in range(200):
         idle.succeeded(0.05, in_flight=1)  # not limited by the limit: no reason to grow
@@ -141,7 +148,8 @@ def test_adaptive_concurrency_starts_in_slow_start_and_leaves_it_on_congestion()
     assert c.limit == 8 or c.limit == 9
     slow = Concurrency(initial=4, maximum=64)
     slow.succeeded(0.05, in_flight=4)
-    slow.succeeded(0.5, in_flight=5)  # rising latency ends slow start too
+    for _ in range(8):
+        slow.succeeded(0.5, in_flight=1)  # rising latency ends slow start too
     for _ in range(20):
         slow.succeeded(0.05, in_flight=slow.limit)
     assert slow.limit < 10

@@ -10,15 +10,12 @@ appeared (``space``) and that items were dropped at admission (``dropped``).
 from __future__ import annotations
 
 import asyncio
-from asyncio import events as _events
 from collections.abc import Awaitable, Callable, Generator
+from threading import get_ident
 from typing import Final
 
 from .._config import BatchPolicy
 from ._backend import Batch, QueueBackend, Waited
-
-# C-level, and unlike get_running_loop() returns None (not raises) off the loop.
-_running_loop = _events._get_running_loop
 
 #: ``offer`` results (``ADMITTED`` is the only falsy one: ``if not offer(p)`` is the
 #: cheapest test on the hot path).
@@ -27,14 +24,12 @@ DECLINED: Final = 1
 ADMITTED_YIELD: Final = 2
 
 
-class _Nowhere:
-    """``Accumulator._loop`` while admission is shut: never the running loop (not
-    even off-loop, where ``_get_running_loop()`` returns None)."""
-
-    __slots__ = ()
+#: ``Accumulator._thread`` while admission is shut: no thread has this ident.
+_NO_THREAD: Final = -1
 
 
-_NOWHERE: Final = _Nowhere()
+def _not_running() -> bool:
+    return False
 
 
 class _DroppedOnArrival:
@@ -79,8 +74,11 @@ class Accumulator:
         self.head_seq = 0
         #: Admissions dropped on arrival (``drop_newest``): admitted, never queued.
         self.dropped_on_arrival = 0
-        #: Set by ``open`` and cleared by ``close``: ``offer`` admits only on this loop.
-        self._loop: asyncio.AbstractEventLoop | _Nowhere = _NOWHERE
+        #: Set by ``open`` and cleared by ``close``: ``offer`` admits only on this
+        #: loop's thread while the loop runs. (Not ``_get_running_loop()``, which
+        #: makes a ``getpid`` system call on every call: forks rebuild the client.)
+        self._thread = _NO_THREAD
+        self._running: Callable[[], bool] = _not_running
         self._bound: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self._max_events = policy.max_queue_events
@@ -116,14 +114,17 @@ class Accumulator:
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start admitting on ``loop``; the backend announces what it already holds."""
         self._bound = loop
-        self._loop = _NOWHERE if self._deferred else loop
+        if not self._deferred:
+            self._thread = get_ident()
+            self._running = loop.is_running
         self._rearm()
         self.backend.start(self._arrived)
 
     def close(self) -> None:
         """Stop admitting (``offer`` declines from now on)."""
         self.closing = True
-        self._loop = _NOWHERE
+        self._thread = _NO_THREAD
+        self._running = _not_running
         self._lingering = True  # no new timers
         if self._timer is not None:
             self._timer.cancel()
@@ -149,7 +150,7 @@ class Accumulator:
         two comparisons against marks that ``_rearm`` keeps below every point where
         something must happen (a full queue, a full batch to wake the sender for, a
         linger timer to arm, a yield); only crossing one runs ``_offer_checked``."""
-        if self._loop is not _running_loop():
+        if self._thread != get_ident() or not self._running():
             return DECLINED
         events = self.events + 1
         nbytes = self.nbytes + len(payload)

@@ -4,7 +4,11 @@ The adaptive limit follows AIMD with a latency check (after Vector's adaptive re
 concurrency and Netflix's concurrency-limits): while the limit is in use and round
 trips stay near the fastest seen, it grows by one per limit's worth of successes
 (about one per round trip); a 429, a 5xx, a network error or a timeout halves it, and
-a round trip well above the baseline shrinks it a little. It stays within
+a round trip well above the baseline shrinks it a little. "A round trip" there is the
+fastest of the last few (``_WINDOW``): a request that opened a new connection pays
+for its TCP and TLS handshakes (about three round trips), which is the pool growing,
+not the server slowing; while some requests in the window reuse a connection, those
+answers set the figure. It stays within
 ``[1, maximum]`` (the connection pool, or ``BatchPolicy.max_in_flight``).
 
 It starts as TCP does, in slow start: until the first sign of congestion or rising
@@ -15,10 +19,14 @@ a few round trips rather than one step per round trip from the initial limit.
 
 from __future__ import annotations
 
+from collections import deque
+
 #: A round trip this many times the baseline, plus ``_SLACK`` seconds (scheduling
 #: jitter on a busy event loop is not congestion), counts as rising latency.
 _SLOW = 2.0
 _SLACK = 0.02
+#: Latency is judged on the fastest of this many recent answers (see the module doc).
+_WINDOW = 8
 #: The baseline forgets old minima slowly, so a path that got slower for good is
 #: re-learned rather than held against the limit for ever.
 _BASELINE_DRIFT = 0.01
@@ -27,7 +35,7 @@ _BASELINE_DRIFT = 0.01
 class Concurrency:
     """The limit on batches in flight (``limit``, read by the sender each time)."""
 
-    __slots__ = ("_baseline", "_max", "_slow_start", "_value", "adaptive", "limit")
+    __slots__ = ("_baseline", "_max", "_recent", "_slow_start", "_value", "adaptive", "limit")
 
     def __init__(self, initial: int, maximum: int, adaptive: bool = True) -> None:
         self._max = max(1, maximum)
@@ -35,6 +43,7 @@ class Concurrency:
         self.adaptive = adaptive
         self._slow_start = adaptive
         self._baseline = 0.0
+        self._recent: deque[float] = deque(maxlen=_WINDOW)
         #: The current limit (a whole number of batches).
         self.limit = int(self._value)
 
@@ -52,7 +61,10 @@ class Concurrency:
             self._baseline = base = rtt
         else:
             self._baseline = base + (rtt - base) * _BASELINE_DRIFT
-        if rtt > base * _SLOW + _SLACK:
+        recent = self._recent
+        recent.append(rtt)
+        if len(recent) == _WINDOW and min(recent) > base * _SLOW + _SLACK:
+            recent.clear()  # one step per window's worth of slow answers
             self._slow_start = False
             self._value = max(1.0, self._value * 0.9)
         elif in_flight >= self.limit:
