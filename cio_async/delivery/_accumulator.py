@@ -28,10 +28,6 @@ ADMITTED_YIELD: Final = 2
 _NO_THREAD: Final = -1
 
 
-def _not_running() -> bool:
-    return False
-
-
 class _DroppedOnArrival:
     """``admit``'s answer when ``drop_newest`` dropped the payload. Awaiting it does
     nothing, so a caller that only awaits a pending commit needs no check for it."""
@@ -74,11 +70,10 @@ class Accumulator:
         self.head_seq = 0
         #: Admissions dropped on arrival (``drop_newest``): admitted, never queued.
         self.dropped_on_arrival = 0
-        #: Set by ``open`` and cleared by ``close``: ``offer`` admits only on this
-        #: loop's thread while the loop runs. (Not ``_get_running_loop()``, which
-        #: makes a ``getpid`` system call on every call: forks rebuild the client.)
+        #: Set by ``open``, cleared by ``close`` and ``suspend``: ``offer`` admits
+        #: only on the loop's thread. (Not ``_get_running_loop()``, which makes a
+        #: ``getpid`` system call on every call; a fork rebuilds the client anyway.)
         self._thread = _NO_THREAD
-        self._running: Callable[[], bool] = _not_running
         self._bound: asyncio.AbstractEventLoop | None = None
         self.closing = False
         self._max_events = policy.max_queue_events
@@ -116,7 +111,6 @@ class Accumulator:
         self._bound = loop
         if not self._deferred:
             self._thread = get_ident()
-            self._running = loop.is_running
         self._rearm()
         self.backend.start(self._arrived)
 
@@ -124,11 +118,16 @@ class Accumulator:
         """Stop admitting (``offer`` declines from now on)."""
         self.closing = True
         self._thread = _NO_THREAD
-        self._running = _not_running
         self._lingering = True  # no new timers
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def suspend(self) -> None:
+        """The loop went away without a close (``asyncio.run`` ended and cancelled the
+        sender): ``offer`` declines from now on, so admissions take the general path,
+        which says the client is bound to a loop that is gone."""
+        self._thread = _NO_THREAD
 
     def _arrived(self, count: int, nbytes: int) -> None:
         self.events += count
@@ -150,7 +149,7 @@ class Accumulator:
         two comparisons against marks that ``_rearm`` keeps below every point where
         something must happen (a full queue, a full batch to wake the sender for, a
         linger timer to arm, a yield); only crossing one runs ``_offer_checked``."""
-        if self._thread != get_ident() or not self._running():
+        if self._thread != get_ident():
             return DECLINED
         events = self.events + 1
         nbytes = self.nbytes + len(payload)

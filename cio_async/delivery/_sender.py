@@ -415,6 +415,9 @@ class Sender:
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
+            # Cancelled by close(), or by the loop shutting down under a client that
+            # was never closed: nothing admitted from now on may wait for this loop.
+            self._acc.suspend()
             return
         exc = task.exception()
         if exc is None:
