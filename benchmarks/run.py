@@ -663,7 +663,9 @@ class Harness:
                     spec = {
                         "workload": "stream",
                         "peer": peer,
-                        "params": {"events": events, "budget": 3600.0},
+                        # Every peer with the ceiling's 10 batches in flight (see
+                        # ``CioAsync.IN_FLIGHT``): the per-event cost, not the ramp.
+                        "params": {"events": events, "budget": 3600.0, "in_flight": 10},
                         "standin": s.spec(),
                     }
                     count, error = self._callgrind(valgrind or "", spec)

@@ -33,6 +33,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
         return micro.pipelines_admission(params["calls"], peer_name)
     peer = PEERS[peer_name](spec["standin"])
+    if params.get("in_flight") is not None and hasattr(peer, "IN_FLIGHT"):
+        peer.IN_FLIGHT = params["in_flight"]
     if workload == "identify":
         return {"latencies": peer.identify_latency(params["mode"], params["calls"])}
     if workload == "burst":

@@ -114,15 +114,15 @@ def test_adaptive_concurrency_grows_while_fast_and_backs_off_on_congestion() -> 
     c.congested()  # a 429, 5xx, network error or timeout
     assert c.limit == 12
     before = c.limit
-    for _ in range(8):  # a window of answers at ten times the baseline: rising latency
-        c.succeeded(0.5, in_flight=c.limit)
+    c.succeeded(0.5, in_flight=c.limit)  # ten times the baseline: rising latency
     assert c.limit < before
     warm = Concurrency(initial=4, maximum=25)
-    for i in range(12):
+    for i in range(40):
         # Every third answer opened a new connection (handshakes: three round trips):
         # the pool growing, not the server slowing.
-        warm.succeeded(0.15 if i % 3 else 0.45, in_flight=warm.limit)
-    assert warm.limit == 16  # still in slow start: 4 + 12
+        fresh = i % 3 == 0
+        warm.succeeded(0.45 if fresh else 0.15, in_flight=warm.limit, fresh=fresh)
+    assert warm.limit >= 8  # grew about one per round trip, never backed off
     idle = Concurrency(initial=4, maximum=25)
     for _ in range(200):
         idle.succeeded(0.05, in_flight=1)  # not limited by the limit: no reason to grow
@@ -131,28 +131,6 @@ def test_adaptive_concurrency_grows_while_fast_and_backs_off_on_congestion() -> 
     fixed.congested()
     fixed.succeeded(0.01, in_flight=8)
     assert fixed.limit == 8
-
-
-def test_adaptive_concurrency_starts_in_slow_start_and_leaves_it_on_congestion() -> None:
-    c = Concurrency(initial=4, maximum=64)
-    for _ in range(4):  # one round trip's worth of answers at the initial limit
-        c.succeeded(0.05, in_flight=c.limit)
-    assert c.limit == 8  # doubled in a round trip (AIMD alone: 5)
-    for _ in range(8):
-        c.succeeded(0.05, in_flight=c.limit)
-    assert c.limit == 16
-    c.congested()
-    assert c.limit == 8
-    for _ in range(8):  # after congestion: about one more per round trip
-        c.succeeded(0.05, in_flight=c.limit)
-    assert c.limit == 8 or c.limit == 9
-    slow = Concurrency(initial=4, maximum=64)
-    slow.succeeded(0.05, in_flight=4)
-    for _ in range(8):
-        slow.succeeded(0.5, in_flight=1)  # rising latency ends slow start too
-    for _ in range(20):
-        slow.succeeded(0.05, in_flight=slow.limit)
-    assert slow.limit < 10
 
 
 async def test_default_concurrency_adapts_and_stats_show_the_limit(

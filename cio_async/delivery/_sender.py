@@ -122,12 +122,20 @@ class _Flight:
     """One batch in flight: where it starts in sequence order, how many of its items
     are not settled yet, and which are (splits settle in parts)."""
 
-    __slots__ = ("first", "ids", "items", "open", "settled", "waited")
+    __slots__ = ("first", "fresh", "ids", "items", "open", "settled", "waited")
 
     def __init__(
-        self, first: int, items: list[bytes], ids: Sequence[Any] | None, waited: bool
+        self,
+        first: int,
+        items: list[bytes],
+        ids: Sequence[Any] | None,
+        waited: bool,
+        fresh: bool = False,
     ) -> None:
         self.first = first
+        #: Sent with more batches in flight than ever before: its request opens a
+        #: connection (keep-alive holds the ones used so far).
+        self.fresh = fresh
         self.waited = waited  # holds awaited operations (futures to settle)
         self.items = items
         self.ids = ids
@@ -192,6 +200,8 @@ class Sender:
         self._slot_freed: asyncio.Event | None = None
         self._tasks = TaskSet(lambda exc, name: self._on_failure(exc, None))
         self._inflight: dict[int, _Flight] = {}
+        #: The most batches ever in flight at once (see ``_Flight.fresh``).
+        self._peak = 0
         self._batch_ids = itertools.count()
         self._paused_until = 0.0
         self._closing = False
@@ -409,7 +419,10 @@ class Sender:
             if not batch.items:
                 continue
             batch_id = next(self._batch_ids)
-            flight = _Flight(first, batch.items, batch.ids, waited)
+            fresh = len(self._inflight) >= self._peak
+            if fresh:
+                self._peak = len(self._inflight) + 1
+            flight = _Flight(first, batch.items, batch.ids, waited, fresh)
             self._inflight[batch_id] = flight
             _task = self._tasks.spawn(self._deliver_batch(batch_id, flight), "cio_async-batch")
 
@@ -519,7 +532,8 @@ class Sender:
                 continue
             seconds = time.monotonic() - t0
             rec.batch_sent(n, len(body), resp.status, seconds)
-            self.concurrency.succeeded(seconds, len(self._inflight))
+            self.concurrency.succeeded(seconds, len(self._inflight), flight.fresh)
+            flight.fresh = False  # its halves and retries reuse the connection
             self._succeeded()
             bad = endpoint.rejected(resp, n)
             if not bad:
