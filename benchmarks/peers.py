@@ -15,7 +15,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
@@ -184,18 +184,9 @@ class CioAsync(Peer):
                 options["batch"] = BatchPolicy(max_in_flight=self.IN_FLIGHT)
             async with self.client(**options) as cio:
                 await cio.track("warm-up", EVENT_NAME, wait=True)
-                users, name, nu = USERS, EVENT_NAME, len(USERS)
                 deadline = time.monotonic() + budget
                 c0, t0 = time.process_time(), time.perf_counter()
-                sent = 0
-                track = cio.track
-                # The deadline is checked per chunk (as the ceiling checks it per
-                # batch), so the loop itself adds nothing per event but the call.
-                while sent < events and time.monotonic() < deadline:
-                    end = min(events, sent + 4096)
-                    for i in range(sent, end):
-                        await track(users[i % nu], name, {"path": "/pricing", "n": i})
-                    sent = end
+                sent = await _await_each(cio.track, events, deadline)
                 result = await cio.flush(timeout=max(60.0, budget))
                 elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                 stats = cio.stats()
@@ -847,6 +838,20 @@ class AsyncCustomerIOBatch(AsyncCustomerIOPeer):
 # call while producing: the time a web handler would pay).
 
 
+async def _await_each(track: Callable[..., Awaitable[Any]], events: int, deadline: float) -> int:
+    """``await track(user, name, data)`` for up to ``events`` events before ``deadline``;
+    returns how many. The deadline is checked per chunk (as the ceiling checks it per
+    batch), so the loop adds nothing per event but the call."""
+    users, name, nu = USERS, EVENT_NAME, len(USERS)
+    sent = 0
+    while sent < events and time.monotonic() < deadline:
+        end = min(events, sent + 4096)
+        for i in range(sent, end):
+            await track(users[i % nu], name, {"path": "/pricing", "n": i})
+        sent = end
+    return sent
+
+
 def _admission_us(produce_s: float, calls: int) -> float:
     return produce_s / max(1, calls) * 1e6
 
@@ -872,18 +877,9 @@ class CioAsyncPipelines(Peer):
                 batch=BatchPolicy(**self.BATCH),
             ) as cdp:
                 await cdp.track("warm-up", EVENT_NAME, wait=True)
-                users, name, nu = USERS, EVENT_NAME, len(USERS)
                 deadline = time.monotonic() + budget
                 c0, t0 = time.process_time(), time.perf_counter()
-                sent = 0
-                track = cdp.track
-                # The deadline is checked per chunk (as the ceiling checks it per
-                # batch), so the loop itself adds nothing per event but the call.
-                while sent < events and time.monotonic() < deadline:
-                    end = min(events, sent + 4096)
-                    for i in range(sent, end):
-                        await track(users[i % nu], name, {"path": "/pricing", "n": i})
-                    sent = end
+                sent = await _await_each(cdp.track, events, deadline)
                 produced = time.perf_counter() - t0
                 result = await cdp.flush(timeout=max(60.0, budget))
                 elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
