@@ -116,31 +116,32 @@ async def test_missing_credentials_fail_at_the_call(server: StandIn) -> None:
     assert server.requests == []
 
 
+async def _track_once(client: AsyncCustomerIO) -> str:
+    return await client.track("p1", "e")
+
+
+async def _loop_errors(client: AsyncCustomerIO) -> list[str]:
+    errors = []
+    for call in (client.track("p1", "e"), client.page("p1", "/x")):
+        try:
+            await call
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    return errors
+
+
 def test_a_client_left_open_by_one_asyncio_run_refuses_the_next_loop() -> None:
     # The fast path admits on the loop's thread without asking asyncio for the
     # running loop (a system call per event); a loop that ended under an open client
     # must still make the next loop's calls fail loudly, not queue into a dead loop.
     c = AsyncCustomerIO("site", "key", region=Region.custom("http://127.0.0.1:9"))
-
-    async def first() -> str:
-        return await c.track("p1", "e")
-
-    assert asyncio.run(first())  # admitted; the loop then ends without aclose()
-    errors: list[BaseException] = []
-
-    async def second() -> None:
-        for call in (c.track("p1", "e"), c.page("p1", "/x")):
-            try:
-                await call
-            except RuntimeError as exc:
-                errors.append(exc)
-
-    asyncio.run(second())
-    assert [("another event loop" in str(e)) for e in errors] == [True, True]
+    assert asyncio.run(_track_once(c))  # admitted; the loop then ends without aclose()
+    errors = asyncio.run(_loop_errors(c))
+    assert ["another event loop" in e for e in errors] == [True, True]
     assert c.track_nowait("p1", "e")  # sync, off any loop: queued for the loop's return
     with pytest.warns(ResourceWarning, match="unclosed"):
         c.__del__()  # what the garbage collector says: this client was never closed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        del c, first, second, errors  # the closures and tracebacks hold the client too
+        del c
         gc.collect()

@@ -138,8 +138,8 @@ class Accumulator:
     # -- admission ---------------------------------------------------------------------
 
     def offer(self, payload: bytes) -> int:
-        """Admit ``payload`` at once if nothing stands in the way: open on the running
-        loop, room in the queue, a backend whose appends complete at once. Returns
+        """Admit ``payload`` at once if nothing stands in the way: open, called on the
+        loop's thread, room in the queue, a backend whose appends complete at once. Returns
         ``DECLINED`` (the caller takes ``admit``, which applies the ``when_full``
         policy), ``ADMITTED``, or ``ADMITTED_YIELD`` once per batch's worth of
         admissions (the caller should yield to the loop so a producer awaiting in a

@@ -13,7 +13,6 @@ It stays within
 
 from __future__ import annotations
 
-
 #: A round trip this many times the baseline, plus ``_SLACK`` seconds (scheduling
 #: jitter on a busy event loop is not congestion), counts as rising latency.
 _SLOW = 2.0
