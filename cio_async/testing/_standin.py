@@ -16,7 +16,6 @@ import asyncio
 import base64
 import ssl
 import time
-import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -116,7 +115,9 @@ class StandIn:
         self._faults = FaultScript()
         #: ``(marker, status, path)`` from ``fail_batches_containing``.
         self._body_faults: list[tuple[bytes, int, str]] = []
-        self._seen_protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Every connection's transport, held until ``close`` aborts what aiohttp left
+        #: open (a client that vanished mid-request): none outlives the stand-in.
+        self._transports: set[Any] = set()
         self._runner: web.AppRunner | None = None
         self._track_auth = (
             "Basic " + base64.b64encode(f"{site_id}:{track_api_key}".encode()).decode()
@@ -223,6 +224,10 @@ class StandIn:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        transports, self._transports = self._transports, set()
+        for transport in transports:
+            if not transport.is_closing():
+                transport.abort()
 
     async def __aenter__(self) -> StandIn:
         return await self.start()
@@ -407,10 +412,12 @@ class StandIn:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        proto = request.transport
-        new_conn = proto not in self._seen_protocols
+        transport = request.transport  # None once the client has gone
+        new_conn = transport is not None and transport not in self._transports
         if new_conn:
-            self._seen_protocols.add(proto)
+            if len(self._transports) >= 1024:  # a long-lived stand-in: forget closed ones
+                self._transports = {t for t in self._transports if not t.is_closing()}
+            self._transports.add(transport)
             self.connections += 1
         if self.rtt:
             # One round trip per exchange, plus the handshakes a new connection costs.
