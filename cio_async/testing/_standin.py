@@ -228,6 +228,10 @@ class StandIn:
         for transport in transports:
             if not transport.is_closing():
                 transport.abort()
+        # A transport closes its socket in a callback (``connection_lost``): let it
+        # run now, before the caller's loop may close with it still scheduled.
+        for _ in range(2):
+            await asyncio.sleep(0)
 
     async def __aenter__(self) -> StandIn:
         return await self.start()
