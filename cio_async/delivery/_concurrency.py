@@ -45,14 +45,15 @@ class Concurrency:
         ``fresh`` when it had to open a new connection (its time is not judged)."""
         if not self.adaptive:
             return
-        base = self._baseline
-        if fresh:
-            pass
-        elif base == 0.0 or rtt < base:
-            self._baseline = base = rtt
-        else:
-            self._baseline = base + (rtt - base) * _BASELINE_DRIFT
-        if not fresh and rtt > base * _SLOW + _SLACK:
+        slow = False  # a fresh connection's handshakes are not latency: not judged
+        if not fresh:
+            base = self._baseline
+            if base == 0.0 or rtt < base:
+                self._baseline = base = rtt
+            else:
+                self._baseline = base + (rtt - base) * _BASELINE_DRIFT
+            slow = rtt > base * _SLOW + _SLACK
+        if slow:
             self._value = max(1.0, self._value * 0.9)
         elif in_flight >= self.limit:
             # Grow only when the limit is what holds the sender back.
