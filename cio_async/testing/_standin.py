@@ -212,10 +212,8 @@ class StandIn:
             reuse_address=True,
         )
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1]
+        if self.port == 0:
+            self.port = runner.addresses[0][1]  # the port the system picked
         self._runner = runner
         return self
 
