@@ -607,7 +607,10 @@ class AsyncCustomerIO(ClientCore):
         # _event's encoder attempt, inlined: one coroutine frame fewer on the
         # SDK's hottest call.
         if id is None and timestamp is None and not wait:
-            admitted = self._fast_event(person, name, data)
+            # Read, then called (``self._fast_event(...)`` would be a method call on an
+            # instance attribute, which CPython does not specialise).
+            encode = self._fast_event
+            admitted = encode(person, name, data)
             if type(admitted) is str:
                 return admitted
             if admitted is not None:
@@ -635,7 +638,8 @@ class AsyncCustomerIO(ClientCore):
         than the event id (from another thread the loop decides later: ``on_drop``)."""
         if id is None and timestamp is None:
             # The encoder attempt of ``_event_nowait``, inlined as in ``track``.
-            admitted = self._fast_event(person, name, data)
+            encode = self._fast_event
+            admitted = encode(person, name, data)
             if type(admitted) is str:
                 return admitted
             if admitted is not None:

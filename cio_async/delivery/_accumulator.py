@@ -51,6 +51,41 @@ class Accumulator:
     admitted so far" without storing anything per item.
     """
 
+    # Slots: attribute reads and writes on the admission path are then plain slot
+    # loads (an instance dict this wide stops specialising to the cheap form).
+    __slots__ = (
+        "_append",
+        "_backend_full",
+        "_batch_bytes",
+        "_batch_events",
+        "_bound",
+        "_byte_mark",
+        "_deferred",
+        "_dropped",
+        "_flush_target",
+        "_linger",
+        "_linger_due",
+        "_lingering",
+        "_mark",
+        "_max_bytes",
+        "_max_events",
+        "_space",
+        "_thread",
+        "_timer",
+        "_urgent",
+        "_waited",
+        "_wake",
+        "_when_full",
+        "_woken",
+        "_yield_at",
+        "backend",
+        "closing",
+        "dropped_on_arrival",
+        "events",
+        "head_seq",
+        "nbytes",
+    )
+
     def __init__(
         self,
         backend: QueueBackend,
@@ -155,7 +190,10 @@ class Accumulator:
         nbytes = self.nbytes + len(payload)
         if events >= self._mark or nbytes >= self._byte_mark:
             return self._offer_checked(payload, events, nbytes)
-        self._append(payload)
+        # Read, then called: a method call on an instance attribute does not
+        # specialise, an attribute read does.
+        append = self._append
+        append(payload)
         self.events = events
         self.nbytes = nbytes
         return ADMITTED
