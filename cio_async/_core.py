@@ -353,7 +353,10 @@ class ClientCore:
         the caller already offered it and the accumulator declined."""
         if not wait and not offered:
             # The common case: queued synchronously, no further coroutine frames.
-            admitted = self._offer(op.payload if isinstance(op, Operation) else op)
+            # (``_offer`` read, then called: a method call on an instance attribute
+            # does not specialise in CPython, an attribute read does.)
+            offer = self._offer
+            admitted = offer(op.payload if isinstance(op, Operation) else op)
             if admitted != DECLINED:
                 if admitted == ADMITTED_YIELD:
                     await asyncio.sleep(0)  # once per batch: let the sender run
@@ -370,7 +373,8 @@ class ClientCore:
 
     def _enqueue_nowait(self, payload: bytes, offered: bool = False) -> bool:
         """Queue ``payload``; False when ``drop_newest`` dropped it at the call."""
-        if not offered and self._offer(payload) != DECLINED:
+        offer = self._offer  # read, then called (see ``_enqueue``)
+        if not offered and offer(payload) != DECLINED:
             return True
         if self._state is not _State.RUNNING:
             self._check_open()

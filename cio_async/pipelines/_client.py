@@ -288,11 +288,14 @@ class AsyncPipelines(ClientCore):
             and message_id is None
             and not wait
         ):
-            fast = self._fast_track(user_id, event, properties)
+            # Attributes read, then called: a method call on an instance attribute
+            # does not specialise in CPython, an attribute read does.
+            encode, offer = self._fast_track, self._offer
+            fast = encode(user_id, event, properties)
             if fast is not None:
                 # _enqueue's common case, inlined: the hottest call saves a frame.
                 payload, mid = fast
-                admitted = self._offer(payload)
+                admitted = offer(payload)
                 if admitted == DECLINED:
                     ok = await self._enqueue(payload, False, offered=True)
                     return mid if ok else DROPPED
@@ -333,7 +336,8 @@ class AsyncPipelines(ClientCore):
             and timestamp is None
             and message_id is None
         ):
-            fast = self._fast_track(user_id, event, properties)
+            encode = self._fast_track
+            fast = encode(user_id, event, properties)
             if fast is not None:
                 payload, mid = fast
                 return mid if self._enqueue_nowait(payload) else DROPPED
