@@ -403,11 +403,12 @@ class AsyncCustomerIO(ClientCore):
         subscription_preferences: Mapping[str, Any] | None,
         relationships: Iterable[RelationshipRef] | None,
         cache: DedupCache | None,
-    ) -> tuple[Person, Operation | None]:
-        """Build the identify operation, or return None for it when deduplicated."""
+    ) -> tuple[Person, Operation] | None:
+        """The person and the identify operation, or None when deduplicated (a hit
+        builds neither)."""
         kind, value = person_ident(person)
-        p = Person._trusted(kind, value)  # type: ignore[arg-type]
         if cache is None:
+            p = Person._trusted(kind, value)  # type: ignore[arg-type]
             return p, p.identify(
                 attributes,
                 timestamp=timestamp,
@@ -426,16 +427,18 @@ class AsyncCustomerIO(ClientCore):
             if fp is not None and cache.seen(key, fp):
                 if timestamp is not None:
                     to_unix_seconds(timestamp, "timestamp")
-                if fp.find(b"null") >= 0:
+                if fp.partition(b"null")[1]:  # (the cheapest search: see the encoder)
                     # NaN encodes like None: it must not pass as a repeat of a valid call.
                     check_finite("attributes", attributes)
                 self._rec.deduplicated += 1
-                return p, None
+                return None
+            p = Person._trusted(kind, value)  # type: ignore[arg-type]
             try:
                 return p, p.identify(attributes, timestamp=timestamp)
             except ValidationError:
                 cache.evict(key)  # invalid input must not suppress a later valid call
                 raise
+        p = Person._trusted(kind, value)  # type: ignore[arg-type]
         op = p.identify(
             attributes,
             timestamp=timestamp,
@@ -448,7 +451,7 @@ class AsyncCustomerIO(ClientCore):
         body.pop("timestamp", None)
         if cache.seen(key, canonical(body)):
             self._rec.deduplicated += 1
-            return p, None
+            return None
         return p, op
 
     async def identify(
@@ -472,10 +475,11 @@ class AsyncCustomerIO(ClientCore):
         policy dropped it because the queue was full. ``timestamp`` (default: now)
         orders updates.
         """
-        self._check_track()
+        if not self._has_track:
+            self._check_track()
         shared = self._shared_dedup if dedup else None
         probe = _Probe(shared) if shared is not None else None
-        p, op = self._identify_op(
+        made = self._identify_op(
             person,
             attributes,
             update_only,
@@ -484,8 +488,9 @@ class AsyncCustomerIO(ClientCore):
             relationships,
             probe if probe is not None else self._dedup if dedup else None,
         )
-        if op is None:
+        if made is None:
             return False
+        p, op = made
         if probe is not None and probe.key is not None:
             assert shared is not None
             assert probe.fingerprint is not None
@@ -512,9 +517,10 @@ class AsyncCustomerIO(ClientCore):
         loop thread only, where the cache lives). Returns as ``identify`` does;
         ``DROPPED`` only on the loop thread (elsewhere a drop is reported to
         ``on_drop`` once the loop sees it)."""
-        self._check_track()
+        if not self._has_track:
+            self._check_track()
         use_dedup = dedup and self._delivery.on_loop_thread()
-        p, op = self._identify_op(
+        made = self._identify_op(
             person,
             attributes,
             update_only,
@@ -523,8 +529,9 @@ class AsyncCustomerIO(ClientCore):
             relationships,
             self._dedup if use_dedup else None,
         )
-        if op is None:
+        if made is None:
             return False
+        p, op = made
         if self._person_listeners and self._delivery.on_loop_thread():
             self._changed(p)
         if not self._enqueue_nowait(op.payload):
