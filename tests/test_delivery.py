@@ -182,6 +182,44 @@ async def test_dropped_admissions_log_one_warning_per_episode(
     assert "97" in lines[1]
 
 
+async def test_a_drop_episode_ends_with_its_count_after_a_quiet_gap(
+    make_client: ClientFactory, server: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = BatchPolicy(
+        max_batch_events=1, max_in_flight=1, max_queue_events=2, when_full="drop_newest"
+    )
+    c = make_client(batch=policy)
+    caplog.set_level(logging.WARNING, logger="cio_async")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "drop" in r.getMessage()]
+
+    async with c:
+        server.hold()
+        await c.track("0", "e")
+        await server.wait_for(lambda s: s.held == 1)
+        for i in range(10):
+            await c.track(str(i), "e")  # 2 fit; 8 are dropped
+        server.release()
+        # No drop for a while: the episode ends and its count is logged while the
+        # client is still open (not only at close).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(lines()) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(lines()) == 2, lines()
+        assert "dropped 8 operation(s)" in lines()[1]
+        # A later drop starts a new episode, with its own first warning.
+        server.hold()
+        await c.track("x", "e")
+        await server.wait_for(lambda s: s.held == 1)
+        for i in range(4):
+            await c.track(f"y{i}", "e")  # 2 fit; 2 are dropped
+        assert len(lines()) == 3, lines()
+        server.release()
+    assert "dropped 2 operation(s)" in lines()[-1]
+
+
 async def test_close_with_a_full_queue_hands_every_operation_to_on_drop() -> None:
     dropped = 0
 

@@ -57,15 +57,13 @@ from ._accumulator import DROPPED_ON_ARRIVAL, Accumulator
 from ._backend import MemoryBackend, QueueBackend, Waited
 from ._concurrency import Concurrency
 from ._endpoint import BatchEndpoint
+from ._episodes import DropEpisodes
 
 log = logging.getLogger("cio_async")
 
 #: During an outage one batch (the probe) retries at least this often, so delivery
 #: resumes within about this long after the server is back.
 PROBE_INTERVAL = 0.5
-#: A drop episode ends after this many seconds without a drop (then its count is logged).
-DROP_EPISODE_GAP = 1.0
-
 #: A batch answered with a server error this many times, while other requests were
 #: answered since its first, is split (a lone operation fails as ``server_error``).
 #: Small: each halving costs this many requests for the half with the bad operation.
@@ -215,9 +213,7 @@ class Sender:
         # Requests answered (2xx, 400, 413): evidence that the service is up.
         self._answered = 0
         # Drop episodes: one warning when drops start, a count when they stop.
-        self._dropping: dict[str, int] = {}
-        self._drop_timer: asyncio.TimerHandle | None = None
-        self._last_drop = 0.0
+        self._episodes = DropEpisodes()
 
     # -- state -------------------------------------------------------------------------
 
@@ -253,6 +249,7 @@ class Sender:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._episodes.bind(loop)
             self._thread_id = threading.get_ident()
             self._wake = asyncio.Event()
             self._space = asyncio.Event()
@@ -669,18 +666,7 @@ class Sender:
         line per operation."""
         if not items:
             return
-        if reason not in self._dropping:
-            self._dropping[reason] = 0
-            log.warning(
-                "cio_async is dropping operations undelivered (%s); "
-                "on_drop gets each, and the count is logged when it stops",
-                reason,
-            )
-            if self._drop_timer is None and self._loop is not None:
-                self._drop_timer = self._loop.call_later(DROP_EPISODE_GAP, self._drop_check)
-        self._dropping[reason] += len(items)
-        if self._loop is not None:
-            self._last_drop = self._loop.time()
+        self._episodes.dropped(reason, len(items))
         rec, on_drop = self._rec, self._on_drop
         for it in items:
             op = it.op if type(it) is Waited else Operation.lazy(it)
@@ -689,24 +675,7 @@ class Sender:
             if type(it) is Waited and not it.future.done():
                 it.future.set_exception(DeliveryAbandonedError(reason))
         if reason == "shutdown":
-            self._end_drop_episodes()
-
-    def _drop_check(self) -> None:
-        assert self._loop is not None
-        quiet = self._loop.time() - self._last_drop
-        if quiet >= DROP_EPISODE_GAP:
-            self._drop_timer = None
-            self._end_drop_episodes()
-        else:
-            self._drop_timer = self._loop.call_later(DROP_EPISODE_GAP - quiet, self._drop_check)
-
-    def _end_drop_episodes(self) -> None:
-        if self._drop_timer is not None:
-            self._drop_timer.cancel()
-            self._drop_timer = None
-        for reason, count in self._dropping.items():
-            log.warning("cio_async dropped %d operation(s) undelivered (%s)", count, reason)
-        self._dropping.clear()
+            self._episodes.end()
 
     # -- flush and close ---------------------------------------------------------------
 
@@ -787,7 +756,7 @@ class Sender:
             await asyncio.gather(sender, return_exceptions=True)
         await self._tasks.cancel_all()
         self._settle_dropped(self._acc.drain(), "shutdown")
-        self._end_drop_episodes()
+        self._episodes.end()
         self._check_flush_waiters(force=True)
         await self.backend.aclose()
         dropped = sum(self._rec.dropped.values()) - x0
