@@ -205,8 +205,8 @@ class Accumulator:
         self.events = events
         self.nbytes = nbytes
         self._queued()
-        result = ADMITTED_YIELD if self.yield_due() else ADMITTED
-        self._rearm()
+        result = ADMITTED_YIELD if self._yield_now() else ADMITTED
+        self._rearm()  # once, for the admission and the yield together
         return result
 
     def _rearm(self) -> None:
@@ -285,10 +285,16 @@ class Accumulator:
 
     def yield_due(self) -> bool:
         """True once per batch's worth of admissions (see ``offer``)."""
+        if not self._yield_now():
+            return False
+        self._rearm()
+        return True
+
+    def _yield_now(self) -> bool:
+        # ``yield_due`` without re-arming the marks (the caller does, once).
         if self.head_seq + self.events < self._yield_at:
             return False
         self._yield_at = self.head_seq + self.events + self._batch_events
-        self._rearm()
         return True
 
     def _linger_elapsed(self) -> None:
