@@ -202,3 +202,55 @@ async def test_stop_leaves_undelivered_entries_pending_for_others(
         assert relay.stats.delivered == 0
     assert (await conn.xpending("cio:ops", "relays"))["pending"] == 50
     assert any("stopped" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_relay_started_before_redis_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A relay that starts while Redis is down (not up yet, or restarting and replaying
+    its AOF) keeps trying, then relays, rather than exiting."""
+    from tests.redis_support import RedisServer
+
+    redis_server = RedisServer()  # a port picked, nothing listening on it yet
+    caplog.set_level(logging.WARNING, logger="cio_async")
+    try:
+        async with StandIn() as server:
+            async with AsyncCustomerIO(**server.client_kwargs(), batch=RELAY_BATCH) as client:
+                relay = RedisStreamRelay(
+                    client, redis_server.url, options=RelayOptions(stats_interval=0)
+                )
+                task = asyncio.create_task(relay.run())
+                await wait_until(lambda: "unreachable at start" in caplog.text)
+                assert not task.done()
+                await asyncio.to_thread(redis_server.start)
+                c = aredis.Redis.from_url(redis_server.url)
+                try:
+                    await StreamWriter(c, StreamConfig()).add(payloads(100))
+                    await wait_until(lambda: relay.stats.delivered == 100)
+                finally:
+                    await c.aclose()
+                relay.stop()
+                await task
+            assert server.counts["person.event"] == 100
+    finally:
+        redis_server.cleanup()
+
+
+async def test_a_relay_stopped_while_waiting_for_redis_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.redis_support import RedisServer
+
+    down = RedisServer()  # never started
+    caplog.set_level(logging.WARNING, logger="cio_async")
+    try:
+        async with StandIn() as server:
+            async with AsyncCustomerIO(**server.client_kwargs(), batch=RELAY_BATCH) as client:
+                relay = RedisStreamRelay(client, down.url, options=RelayOptions(stats_interval=0))
+                task = asyncio.create_task(relay.run())
+                await wait_until(lambda: "unreachable at start" in caplog.text)
+                relay.stop()
+                await asyncio.wait_for(task, 10)  # returns, does not raise
+            assert server.counts["person.event"] == 0
+    finally:
+        down.cleanup()

@@ -164,8 +164,16 @@ class RedisStreamRelay:
 
     async def run(self) -> None:
         """Relay until ``stop()``; raises the error that made it stop otherwise
-        (refused credentials)."""
-        await self._consumer.ensure_group()
+        (refused credentials). Redis unreachable at the start (restarting, still
+        replaying its AOF, not up yet) is waited out, as it is while running."""
+        try:
+            ready = await self._ensure_group()
+        except BaseException:
+            await self._close_owned()
+            raise
+        if not ready:
+            await self._close_owned()
+            return  # stopped before Redis answered: nothing was taken
         await self._client.start()
         tasks = [
             asyncio.create_task(self._reader(), name="cio_async-relay-reader"),
@@ -204,10 +212,15 @@ class RedisStreamRelay:
                 )
             self.stats.left_pending += self._in_flight
             log.info("cio_async relay %s stopped: %s", self.options.consumer, self._line())
-            if self._owned:
-                await self._redis.aclose()
+            await self._close_owned()
         if self._fatal is not None:
             raise self._fatal
+
+    async def _close_owned(self) -> None:
+        # The connection the relay made from a URL is its own to close (one it was
+        # given belongs to the caller).
+        if self._owned:
+            await self._redis.aclose()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -222,6 +235,22 @@ class RedisStreamRelay:
         while self._in_flight:
             self._settled.clear()
             await self._settled.wait()
+
+    async def _ensure_group(self) -> bool:
+        """Create the consumer group, retrying while Redis is unreachable; False when
+        ``stop()`` came first."""
+        backoff = 0.1
+        while True:
+            try:
+                await self._consumer.ensure_group()
+                return True
+            except UNREACHABLE as exc:
+                log.warning("cio_async relay: Redis unreachable at start (%r); retrying", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            if self._stopping.is_set():
+                return False
+            backoff = min(backoff * 2, 5.0)
 
     async def _reader(self) -> None:
         opts = self.options
