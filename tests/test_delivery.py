@@ -22,6 +22,7 @@ from cio_async.testing import StandIn
 
 from .backends import DeferredBackend
 from .conftest import ClientFactory
+from .waiting import wait_until
 
 
 def event_ids(server: StandIn) -> set[str]:
@@ -156,6 +157,21 @@ async def test_default_concurrency_adapts_and_stats_show_the_limit(
     assert shrunk < grown
 
 
+def _drop_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "drop" in r.getMessage()]
+
+
+async def _overflow(c: AsyncCustomerIO, server: StandIn, people: list[str]) -> None:
+    """With one batch in flight at a time: hold the server, occupy that slot with one
+    event, then track one event for each of ``people`` (what the queue cannot hold is
+    dropped under ``drop_newest``). The server stays held."""
+    server.hold()
+    await c.track("held", "e")
+    await server.wait_for(lambda s: s.held == 1)
+    for person in people:
+        await c.track(person, "e")
+
+
 async def test_dropped_admissions_log_one_warning_per_episode(
     make_client: ClientFactory, server: StandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -166,18 +182,14 @@ async def test_dropped_admissions_log_one_warning_per_episode(
     c = make_client(batch=policy, on_drop=lambda op, reason: drops.append(reason))
     caplog.set_level(logging.WARNING, logger="cio_async")
     async with c:
-        server.hold()
-        await c.track("0", "e")
-        await server.wait_for(lambda s: s.held == 1)
-        for i in range(100):
-            await c.track(str(i), "e")  # 3 fit; 97 are dropped
+        await _overflow(c, server, [str(i) for i in range(100)])  # 3 fit; 97 are dropped
         server.release()
         await c.flush(timeout=10)
-        during = [r.getMessage() for r in caplog.records if "drop" in r.getMessage()]
+        during = _drop_lines(caplog)
         assert len(during) == 1, during  # one warning when the episode started
     # The episode's count is logged when it ends (here: at close).
     assert drops == ["queue_full"] * 97
-    lines = [r.getMessage() for r in caplog.records if "drop" in r.getMessage()]
+    lines = _drop_lines(caplog)
     assert len(lines) == 2, lines
     assert "97" in lines[1]
 
@@ -190,34 +202,20 @@ async def test_a_drop_episode_ends_with_its_count_after_a_quiet_gap(
     )
     c = make_client(batch=policy)
     caplog.set_level(logging.WARNING, logger="cio_async")
-
-    def lines() -> list[str]:
-        return [r.getMessage() for r in caplog.records if "drop" in r.getMessage()]
-
     async with c:
-        server.hold()
-        await c.track("0", "e")
-        await server.wait_for(lambda s: s.held == 1)
-        for i in range(10):
-            await c.track(str(i), "e")  # 2 fit; 8 are dropped
+        await _overflow(c, server, [str(i) for i in range(10)])  # 2 fit; 8 are dropped
         server.release()
         # No drop for a while: the episode ends and its count is logged while the
         # client is still open (not only at close).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while len(lines()) < 2 and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        assert len(lines()) == 2, lines()
-        assert "dropped 8 operation(s)" in lines()[1]
+        await wait_until(lambda: len(_drop_lines(caplog)) >= 2, timeout=10)
+        lines = _drop_lines(caplog)
+        assert len(lines) == 2, lines
+        assert "dropped 8 operation(s)" in lines[1]
         # A later drop starts a new episode, with its own first warning.
-        server.hold()
-        await c.track("x", "e")
-        await server.wait_for(lambda s: s.held == 1)
-        for i in range(4):
-            await c.track(f"y{i}", "e")  # 2 fit; 2 are dropped
-        assert len(lines()) == 3, lines()
+        await _overflow(c, server, [f"y{i}" for i in range(4)])  # 2 fit; 2 are dropped
+        assert len(_drop_lines(caplog)) == 3, _drop_lines(caplog)
         server.release()
-    assert "dropped 2 operation(s)" in lines()[-1]
+    assert "dropped 2 operation(s)" in _drop_lines(caplog)[-1]
 
 
 async def test_close_with_a_full_queue_hands_every_operation_to_on_drop() -> None:

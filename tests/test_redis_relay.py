@@ -21,6 +21,7 @@ from cio_async.redis import (
     StreamWriter,
 )
 from cio_async.testing import StandIn
+from tests.waiting import wait_until
 
 RELAY_BATCH = BatchPolicy(
     linger=0.01,
@@ -30,16 +31,6 @@ RELAY_BATCH = BatchPolicy(
 
 def payloads(n: int, start: int = 0) -> list[bytes]:
     return [Person(f"p{i % 50}").event("load", {"i": i}).payload for i in range(start, start + n)]
-
-
-async def wait_until(cond: object, timeout: float = 20.0) -> None:
-    """Poll a real condition, bounded in time (not a sleep standing in for sync)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
